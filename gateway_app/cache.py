@@ -1,0 +1,128 @@
+"""The gateway's local copy of the registry: FunConfigs and live nodes.
+
+Requests read an immutable :class:`Snapshot`; a refresh builds a new one and swaps it in,
+so a request never sees half an update. :class:`RegistryCache` refreshes on change
+notifications (pub/sub, via the listener), polls node liveness every second, and reloads
+everything every ``GENAPI_REFRESH_MS`` in case a notification was missed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import redis
+
+from workers.errors import FunConfigError
+from workers.funconfig import FunConfig, load_funconfig
+from workers.registry import NodeInfo, Registry
+
+log = logging.getLogger("genapi.gateway")
+
+FunctionKey = tuple[str, str]  # (service, request_type)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the gateway knows at one instant."""
+
+    functions: Mapping[FunctionKey, Mapping[str | None, FunConfig]] = field(default_factory=dict)
+    nodes: Mapping[str, NodeInfo] = field(default_factory=dict)
+    #: Redis clock minus local clock, so node expiries compare on the Redis clock
+    clock_offset_ms: int = 0
+
+    def versions(self, service: str, request_type: str) -> Mapping[str | None, FunConfig] | None:
+        return self.functions.get((service, request_type))
+
+    def live_nodes(self, predicate) -> list[NodeInfo]:
+        now = _now_ms() + self.clock_offset_ms
+        return [n for n in self.nodes.values() if n.expires_ms > now and predicate(n)]
+
+    def nodes_for_task(self, task_name: str) -> list[NodeInfo]:
+        return self.live_nodes(lambda n: task_name in n.tasks)
+
+    def nodes_for_service(self, service: str) -> list[NodeInfo]:
+        return self.live_nodes(lambda n: service in n.services)
+
+    def all_configs(self) -> list[FunConfig]:
+        return [c for versions in self.functions.values() for c in versions.values()]
+
+
+class RegistryCache:
+    """Keeps :attr:`snapshot` in sync with Redis."""
+
+    def __init__(self, registry: Registry, refresh_interval: float, node_interval: float = 1.0) -> None:
+        self.registry = registry
+        self.refresh_interval = refresh_interval
+        self.node_interval = node_interval
+        self.snapshot = Snapshot()
+        self._parsed: dict[str, FunConfig] = {}
+        self._changed = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.last_refresh = 0.0
+
+    def refresh(self) -> None:
+        """Reload functions and nodes now."""
+        with self._lock:
+            functions = self._load_functions()
+            offset, nodes = self._load_nodes()
+            self.snapshot = Snapshot(functions, nodes, offset)
+            self.last_refresh = time.monotonic()
+
+    def refresh_nodes(self) -> None:
+        with self._lock:
+            offset, nodes = self._load_nodes()
+            self.snapshot = Snapshot(self.snapshot.functions, nodes, offset)
+
+    def notify_changed(self) -> None:
+        """Called by the listener on a registry event: refresh soon, off the listener."""
+        self._changed.set()
+
+    def _load_nodes(self) -> tuple[int, dict[str, NodeInfo]]:
+        local = _now_ms()
+        redis_now, nodes = self.registry.load_nodes()
+        return redis_now - local, nodes
+
+    def _load_functions(self) -> dict[FunctionKey, dict[str | None, FunConfig]]:
+        parsed: dict[str, FunConfig] = {}
+        functions: dict[FunctionKey, dict[str | None, FunConfig]] = {}
+        for name, text in self.registry.load_functions().items():
+            config = self._parsed.get(text)
+            if config is None:
+                try:
+                    config = load_funconfig(json.loads(text))
+                except (FunConfigError, ValueError) as exc:
+                    log.error("ignoring stored function %s: %s", name, exc)
+                    continue
+            parsed[text] = config
+            functions.setdefault((config.service, config.request_type), {})[config.version] = config
+        self._parsed = parsed
+        return functions
+
+    def run(self) -> None:
+        """The refresher loop (one thread per gateway process) until :meth:`stop`."""
+        while not self._stop.is_set():
+            changed = self._changed.wait(self.node_interval)
+            if self._stop.is_set():
+                break
+            self._changed.clear()
+            try:
+                if changed or time.monotonic() - self.last_refresh >= self.refresh_interval:
+                    self.refresh()
+                else:
+                    self.refresh_nodes()
+            except redis.RedisError as exc:
+                log.warning("registry refresh failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._changed.set()

@@ -1,0 +1,155 @@
+"""The ``genapi`` command (also ``python -m gateway_app``).
+
+Subcommands: ``dev``, ``gateway``, ``worker``, ``flower``, ``token``. Every process
+command replaces itself (``exec``) with the real server, so its PID is the server's PID
+and signals reach it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from workers.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise SystemExit(f"genapi: {exc}") from None
+
+
+def _exec(argv: list[str], env: dict | None = None) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(argv[0], argv, env or os.environ.copy())
+
+
+def gateway_argv(host: str, port: int, workers: int, connections: int) -> list[str]:
+    """The gunicorn command line of the gateway (gevent workers; they monkey-patch first)."""
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", "gevent",
+        "--worker-connections", str(connections),
+        "--workers", str(workers),
+        "--bind", f"{host}:{port}",
+        "--graceful-timeout", "5",
+        "--timeout", "30",
+        "--log-level", "info",
+        "--no-control-socket",
+        "gateway_app.app:create_app()",
+    ]
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    settings = _settings()
+    _exec(gateway_argv(args.host, args.port or settings.port, args.workers, args.worker_connections))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.worker import run_worker
+
+    settings = _settings()
+    sys.path.insert(0, os.getcwd())
+    run_worker(args.modules, args.celery_args, settings)
+    return 0
+
+
+def flower_argv(settings: Settings, host: str, port: int, basic_auth: str | None) -> tuple[list[str], dict]:
+    """Flower on the same broker. Its ``/api`` answers 401 unless auth is configured or the
+    unauthenticated API is switched on, so one of the two is always set explicitly."""
+    env = os.environ.copy()
+    argv = [sys.executable, "-m", "celery", "--broker", settings.broker_url, "flower",
+            f"--address={host}", f"--port={port}"]
+    if basic_auth:
+        argv.append(f"--basic-auth={basic_auth}")
+    else:
+        env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    return argv, env
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    settings = _settings()
+    basic_auth = args.basic_auth or os.environ.get("GENAPI_FLOWER_BASIC_AUTH")
+    if not basic_auth:
+        print("genapi flower: no --basic-auth given; the Flower API is open to anyone who can reach "
+              f"{args.host}:{args.port}", file=sys.stderr)
+    argv, env = flower_argv(settings, args.host, args.port, basic_auth)
+    _exec(argv, env)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from .auth import mint_token
+
+    settings = _settings()
+    roles = [r.strip() for r in (args.roles or "").split(",") if r.strip()]
+    try:
+        print(mint_token(settings.secret_key, args.user, roles, args.device, args.ttl))
+    except ValueError as exc:
+        raise SystemExit(f"genapi token: {exc}") from None
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from .dev import run_dev
+
+    return run_dev(port=args.port, flower_port=args.flower_port, modules=args.modules)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genapi", description="CeleryGenApi: WebSocket API gateway on Celery.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="run Redis, the gateway, the demo worker and Flower; Ctrl-C stops all")
+    dev.add_argument("--port", type=int, default=None, help="gateway port (default GENAPI_PORT or 8000)")
+    dev.add_argument("--flower-port", type=int, default=5555)
+    dev.add_argument("--module", dest="modules", action="append", default=None,
+                     help="service module for the worker (default workers.examples.demo); repeatable")
+    dev.set_defaults(func=cmd_dev)
+
+    gw = sub.add_parser("gateway", help="the gateway server (gunicorn + gevent)")
+    gw.add_argument("--host", default="0.0.0.0")
+    gw.add_argument("--port", type=int, default=None, help="default GENAPI_PORT or 8000")
+    gw.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
+    gw.add_argument("--worker-connections", type=int, default=10000, help="WebSockets per process")
+    gw.set_defaults(func=cmd_gateway)
+
+    worker = sub.add_parser("worker", help="a Celery worker serving the services of MODULE...",
+                            description="Options after the modules (-c, -P, -n, -l ...) go to celery worker.")
+    worker.add_argument("modules", nargs="+", metavar="MODULE")
+    worker.set_defaults(func=cmd_worker)
+
+    flower = sub.add_parser("flower", help="Flower on the same broker")
+    flower.add_argument("--host", default="127.0.0.1")
+    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument("--basic-auth", default=None, help="user:password (else GENAPI_FLOWER_BASIC_AUTH)")
+    flower.set_defaults(func=cmd_flower)
+
+    token = sub.add_parser("token", help="print a signed client token")
+    token.add_argument("user")
+    token.add_argument("--roles", default="", help="comma-separated roles")
+    token.add_argument("--device", default=None)
+    token.add_argument("--ttl", type=int, default=86400, help="seconds (default one day)")
+    token.set_defaults(func=cmd_token)
+    return parser
+
+
+def split_worker_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``worker a.b c.d -c 4 -P threads`` → (our args, Celery's options)."""
+    if len(argv) >= 1 and argv[0] == "worker":
+        for index, arg in enumerate(argv[1:], start=1):
+            if arg.startswith("-") and arg not in ("-h", "--help"):
+                return argv[:index], argv[index:]
+    return argv, []
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, celery_args = split_worker_args(argv)
+    args = build_parser().parse_args(ours)
+    args.celery_args = celery_args
+    return args.func(args)

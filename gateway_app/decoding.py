@@ -1,0 +1,94 @@
+"""Turning one raw WebSocket frame into a :class:`Request` (reference §1.3, §1.6).
+
+The size limit is checked on the raw bytes before any JSON parsing. Every failure raises
+:class:`~gateway_app.errors.Rejected` with an ``Invalid request: …`` message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from workers.protocol import UNKNOWN_REQUEST_ID, invalid_request
+
+from .errors import Rejected
+
+_REQUIRED = ("request_type", "request_id", "service")
+
+
+@dataclass(frozen=True)
+class Request:
+    """A decoded client request. ``user_id`` and roles are not here: they come from the session."""
+
+    service: str
+    request_type: str
+    request_id: Any
+    args: dict
+    version: str | None = None
+    device_id: str | None = None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def frame_size(raw: str | bytes) -> int:
+    """The frame's length in UTF-8 bytes, without encoding short strings."""
+    if isinstance(raw, bytes):
+        return len(raw)
+    return len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))
+
+
+def parse(raw: str | bytes, max_bytes: int) -> dict:
+    """Size check, then JSON; the result is a JSON object (dict)."""
+    size = frame_size(raw)
+    if size > max_bytes:
+        raise Rejected(invalid_request(
+            f"Request payload exceeds maximum size of {max_bytes} bytes (got {size} bytes)"))
+    try:
+        payload = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Rejected(invalid_request(f"Malformed request payload: not valid JSON ({exc})")) from None
+    if not isinstance(payload, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(payload), "a number")
+        raise Rejected(invalid_request(f"Malformed request payload: expected a JSON object, got {kind}"))
+    return payload
+
+
+def request_id_of(payload: dict) -> Any:
+    """The id to echo in an error frame: the payload's if the key exists, else ``unknown``."""
+    return payload.get("request_id", UNKNOWN_REQUEST_ID) if isinstance(payload, dict) else UNKNOWN_REQUEST_ID
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def decode(payload: dict) -> Request:
+    """Check the required fields and their types; ``args`` null or absent means ``{}``."""
+    missing = [name for name in _REQUIRED if _missing(payload.get(name))]
+    if missing:
+        raise Rejected(invalid_request(f"Missing required fields: {', '.join(missing)}"))
+    problems = [f"{name} must be a string" for name in ("service", "request_type")
+                if not isinstance(payload[name], str)]
+    args = payload.get("args")
+    if args is None:
+        args = {}
+    elif not isinstance(args, dict):
+        problems.append("args must be an object")
+    for name in ("version", "device_id"):
+        if payload.get(name) is not None and not isinstance(payload[name], str):
+            problems.append(f"{name} must be a string")
+    if problems:
+        raise Rejected(invalid_request(f"Malformed request payload: {'; '.join(problems)}"))
+    version = payload.get("version") or None
+    return Request(
+        service=payload["service"],
+        request_type=payload["request_type"],
+        request_id=payload["request_id"],
+        args=args,
+        version=None if version == "0.0.0" else version,
+        device_id=payload.get("device_id") or None,
+    )

@@ -1,0 +1,157 @@
+"""``Gateway``: the Flask extension that serves ``/ws`` (and ``/ws/public``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+import redis
+from flask import Flask, jsonify, request
+from flask_sock import Sock
+
+from workers.celery_app import create_celery_app
+from workers.protocol import TIMED_OUT, Keys, error_frame, internal_error, response
+from workers.registry import Registry
+from workers.settings import Settings
+
+from . import connection, pipeline
+from .auth import load_authenticator
+from .cache import RegistryCache
+from .deliveries import Deliveries, Pending
+from .dispatch import CeleryDispatcher, Dispatcher
+from .listener import Listener
+
+log = logging.getLogger("genapi.gateway")
+
+
+class Gateway:
+    """Adds the CeleryGenApi WebSocket endpoints to a Flask app.
+
+    ``Gateway(app)`` or ``gateway = Gateway(); gateway.init_app(app)``. Settings come from
+    ``app.config["GENAPI_SETTINGS"]`` if set, else from the environment. Background work
+    (the reply listener, the registry refresher, the deadline sweeper) starts with the
+    first connection, or explicitly with :meth:`start`, in the serving process.
+    """
+
+    def __init__(self, app: Flask | None = None, settings: Settings | None = None,
+                 dispatcher: Dispatcher | None = None) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.steps = list(pipeline.STEPS)
+        self.deliveries = Deliveries()
+        self.gateway_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._started = False
+        self._start_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        settings = self.settings = app.config.get("GENAPI_SETTINGS") or self.settings or Settings.from_env()
+        if settings.uses_dev_secret:
+            log.warning("GENAPI_SECRET_KEY is not set: tokens are signed with the public development key")
+        self.authenticator = load_authenticator(settings.authenticator)
+        self.keys = Keys(settings.key_prefix)
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.cache = RegistryCache(Registry(self.redis, self.keys), settings.refresh_interval)
+        if self.dispatcher is None:
+            self.dispatcher = CeleryDispatcher(create_celery_app(settings, name="genapi-gateway"))
+        # the transport accepts frames above our limit, so an oversized one gets an error frame
+        app.config.setdefault("SOCK_SERVER_OPTIONS", {
+            "max_message_size": 2 * settings.max_payload_bytes + 65536,
+            "ping_interval": 25,
+        })
+        sock = Sock(app)
+        sock.route("/ws", endpoint="genapi_ws")(self._endpoint(public=False))
+        if settings.public_ws:
+            sock.route("/ws/public", endpoint="genapi_ws_public")(self._endpoint(public=True))
+        app.add_url_rule("/healthz", "genapi_healthz", self._health)
+        app.extensions["genapi"] = self
+
+    @property
+    def reply_channel(self) -> str:
+        return self.keys.reply_channel(self.gateway_id)
+
+    def _endpoint(self, public: bool):
+        def websocket(ws: Any) -> None:
+            self.start()
+            try:
+                identity = self.authenticator(request, self.settings)
+            except Exception:
+                log.exception("authenticator failed; treating the connection as anonymous")
+                identity = None
+            connection.serve(self, ws, identity, public)
+        return websocket
+
+    def _health(self):
+        self.start()
+        snapshot = self.cache.snapshot
+        return jsonify({
+            "status": "ok",
+            "gateway_id": self.gateway_id,
+            "functions": len(snapshot.all_configs()),
+            "nodes": sorted(n.node_id for n in snapshot.live_nodes(lambda n: True)),
+            "pending": len(self.deliveries),
+        })
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Load the registry and start the background threads (once per process)."""
+        if self._started:
+            return
+        with self._start_lock:
+            if self._started:
+                return
+            try:
+                self.cache.refresh()
+            except redis.RedisError as exc:
+                log.warning("initial registry load failed (%s); retrying in the background", exc)
+            listener = Listener(self.redis, {
+                self.reply_channel: self._on_reply,
+                self.keys.events: lambda data: self.cache.notify_changed(),
+            }, on_reconnect=self.cache.notify_changed)
+            self._listener = listener
+            for name, target in (("genapi-listener", listener.run), ("genapi-refresher", self.cache.run),
+                                 ("genapi-sweeper", lambda: self.deliveries.run_sweeper(self._on_timeout))):
+                thread = threading.Thread(target=target, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+            listener.ready.wait(5)
+            self._started = True
+
+    def stop(self) -> None:
+        """Stop the background threads (tests and embedding apps)."""
+        if not self._started:
+            return
+        self._listener.stop()
+        self.cache.stop()
+        self.deliveries.stop()
+        for thread in self._threads:
+            thread.join(timeout=3)
+        self._started = False
+
+    # ------------------------------------------------------------------ delivery
+
+    def _on_reply(self, data: bytes) -> None:
+        message = json.loads(data)
+        pending = self.deliveries.take(message.get("ref"))
+        if pending is None:
+            return  # answered already (timed out), or the client left
+        if message.get("type") == "result":
+            frame = response(pending.request_id, result=message.get("data"), success=True)
+        else:
+            frame = error_frame(pending.request_id,
+                                internal_error(message.get("error"), self.settings.detail_error))
+        pending.conn.send(frame)
+
+    def _on_timeout(self, pending: Pending) -> None:
+        pending.conn.send(error_frame(pending.request_id, TIMED_OUT, can_retry=True))
+
+
+

@@ -1,0 +1,74 @@
+"""The one pub/sub subscription of a gateway process.
+
+It listens on the process's reply channel (worker replies) and on the registry events
+channel (tell the cache to refresh). Never one subscription per WebSocket: redis-py caps a
+pool at 100 connections. If Redis drops the subscription it reconnects with backoff and
+asks for a full refresh, since notifications may have been missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import redis
+
+log = logging.getLogger("genapi.gateway")
+
+
+class Listener:
+    """Dispatches pub/sub messages by channel to in-process handlers."""
+
+    def __init__(self, client: redis.Redis, handlers: dict[str, Callable[[bytes], None]],
+                 on_reconnect: Callable[[], None]) -> None:
+        self.client = client
+        self.handlers = {name.encode(): handler for name, handler in handlers.items()}
+        self.on_reconnect = on_reconnect
+        self._stop = threading.Event()
+        self._pubsub = None
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        backoff = 0.1
+        first = True
+        while not self._stop.is_set():
+            try:
+                self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                self._pubsub.subscribe(*self.handlers)
+                if not first:
+                    self.on_reconnect()
+                first = False
+                self.ready.set()
+                backoff = 0.1
+                self._consume()
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                if self._stop.is_set():
+                    break
+                log.warning("reply listener lost Redis (%s); reconnecting in %.1fs", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self._close()
+
+    def _consume(self) -> None:
+        while not self._stop.is_set():
+            message = self._pubsub.get_message(timeout=1.0)
+            if message is None or message["type"] != "message":
+                continue
+            handler = self.handlers.get(message["channel"])
+            try:
+                handler(message["data"])
+            except Exception:
+                log.exception("error handling a message on %s", message["channel"])
+
+    def _close(self) -> None:
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:  # closing a broken connection may raise anything
+                pass
+            self._pubsub = None
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,1 @@
+"""Demo services used by ``genapi dev`` and the README."""

@@ -1,0 +1,149 @@
+"""``GenApi``: declare the functions of a service with ``@api.function(...)``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import ValidationError
+
+from .errors import FunConfigError
+from .funconfig import FunConfig, check_service_name, load_funconfig
+
+_OPTIONS = (
+    "version", "arg_types", "arg_orders", "response_type", "timeout", "choose_node_mode",
+    "check_permission", "permission_callback", "retry", "before_execute", "after_execute",
+    "hook_timeout", "request_info", "disabled",
+)
+
+
+@dataclass(frozen=True)
+class Function:
+    """A registered function: its validated config and the Python callable."""
+
+    config: FunConfig
+    func: Callable[..., Any]
+
+
+class GenApi:
+    """A service: a named group of functions that one or more workers serve.
+
+    >>> api = GenApi("user_service")
+    >>> @api.function("get_user", arg_types={"user_id": "string"}, version="1.0.0")
+    ... def get_user(user_id):
+    ...     return {"id": user_id}
+
+    Every instance is remembered, so ``genapi worker module`` finds the services a module
+    defines by importing it. Several services per module are fine.
+    """
+
+    _instances: list[GenApi] = []
+
+    def __init__(self, service: str) -> None:
+        try:
+            check_service_name(service)
+        except ValidationError as exc:
+            raise FunConfigError(" ".join(exc.messages)) from None
+        self.service = service
+        self._functions: dict[tuple[str, str | None], Function] = {}
+        GenApi._instances.append(self)
+
+    def __repr__(self) -> str:
+        return f"GenApi({self.service!r}, functions={len(self._functions)})"
+
+    def __iter__(self) -> Iterator[Function]:
+        return iter(self._functions.values())
+
+    def __len__(self) -> int:
+        return len(self._functions)
+
+    @classmethod
+    def instances(cls) -> list[GenApi]:
+        """Every GenApi created in this process, in creation order."""
+        return list(cls._instances)
+
+    def function(self, request_type: str | Callable | None = None, /, **options: Any):
+        """Register the decorated function; every FunConfig field is a keyword.
+
+        ``request_type`` defaults to the function's name. ``arg_orders`` may be left out when
+        the function's parameters name the declared arguments: their order is used. The
+        config is validated now, so a mistake fails at import with a message naming the
+        field. The function itself is returned unchanged (still callable directly in tests).
+        """
+        if callable(request_type):  # bare @api.function
+            return self.function()(request_type)
+
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise FunConfigError(
+                f"{self.service}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                f"(allowed: {', '.join(_OPTIONS)})")
+
+        def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+            name = request_type or func.__name__
+            data = {"service": self.service, "request_type": name, **_json_shaped(options)}
+            if "arg_orders" not in options:
+                data["arg_orders"] = _orders_from_signature(func, options.get("arg_types"))
+            config = load_funconfig(data)
+            _check_callable(func, config)
+            if (config.request_type, config.version) in self._functions:
+                raise FunConfigError(
+                    f"{self.service}.{config.request_type} version {config.version or '(none)'} "
+                    "is registered twice")
+            self._functions[(config.request_type, config.version)] = Function(config, func)
+            func.genapi_config = config
+            return func
+
+        return decorate
+
+
+def callable_path(obj: Any) -> str:
+    """``module:qualname`` of a top-level callable, so another process can import it."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    if not module or not qualname or "<" in qualname:
+        raise FunConfigError(f"{obj!r} cannot be referenced by name: use a module-level function")
+    return f"{module}:{qualname}"
+
+
+def _json_shaped(options: dict) -> dict:
+    """Callables become ``module:function`` strings; hooks become ``{callable, args}``."""
+    out = dict(options)
+    if callable(out.get("permission_callback")):
+        out["permission_callback"] = callable_path(out["permission_callback"])
+    for hook in ("before_execute", "after_execute"):
+        value = out.get(hook)
+        if callable(value):
+            value = callable_path(value)
+        if isinstance(value, str):
+            value = {"callable": value, "args": []}
+        if isinstance(value, dict) and callable(value.get("callable")):
+            value = {**value, "callable": callable_path(value["callable"])}
+        if hook in out:
+            out[hook] = value
+    return out
+
+
+def _orders_from_signature(func: Callable, arg_types: Any) -> Any:
+    """The declared arguments in the order the function's parameters list them."""
+    if not isinstance(arg_types, dict) or len(arg_types) < 2:
+        return None
+    params = [p for p in inspect.signature(func).parameters if p in arg_types]
+    return params if len(params) == len(arg_types) else None
+
+
+def _check_callable(func: Callable, config: FunConfig) -> None:
+    """Fail at import if the function cannot take the arguments it will be called with."""
+    if config.response_type == "stream" and not inspect.isgeneratorfunction(func):
+        raise FunConfigError(f"{config.task_name}: a response_type='stream' function must be a generator "
+                             "(use yield for each chunk)")
+    count = 0 if not config.arg_types else 1 if config.arg_orders == "map" else len(config.arg_orders)
+    extra = {"request_info": {}} if config.request_info else {}
+    try:
+        inspect.signature(func).bind(*([None] * count), **extra)
+    except TypeError as exc:
+        shape = f"{count} positional argument{'s' if count != 1 else ''}"
+        if extra:
+            shape += " and request_info="
+        raise FunConfigError(f"{config.task_name}: the function cannot be called with {shape} ({exc})") from None

@@ -1,0 +1,127 @@
+"""The wire contract: the Response frame, the error catalogue, Redis keys and reply messages.
+
+Both sides import this module, so the strings clients depend on are written once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: Error strings of PRODUCT.md's catalogue. Functions below build the parametrised ones.
+AUTH_REQUIRED = "Authentication required"
+PERMISSION_DENIED = "Permission denied"
+UNAVAILABLE = "Service temporarily unavailable"
+TIMED_OUT = "Request timed out"
+INTERNAL_ERROR = "Internal Server Error"
+
+#: Services answered by the gateway itself; workers cannot register these names.
+RESERVED_SERVICES = frozenset({"gateway", "relay"})
+
+UNKNOWN_REQUEST_ID = "unknown"
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def invalid_request(detail: str) -> str:
+    return f"Invalid request: {detail}"
+
+
+def unsupported_function(request_type: str, version: str | None) -> str:
+    return f"unsupported function: {request_type} version {version or 'latest'}"
+
+
+def disabled_function(request_type: str, version: str) -> str:
+    return f"disabled function: {request_type} version {version}"
+
+
+def invalid_arguments(detail: str) -> str:
+    return f"Invalid arguments: {detail}"
+
+
+def internal_error(detail: str | None, show_detail: bool) -> str:
+    return f"{INTERNAL_ERROR}: {detail}" if show_detail and detail else INTERNAL_ERROR
+
+
+def response(
+    request_id: Any,
+    *,
+    result: Any = None,
+    success: bool = False,
+    error: str | None = None,
+    is_async: bool = False,
+    has_more: bool = False,
+    can_retry: bool = False,
+) -> dict:
+    """A Response frame: always exactly the seven keys of the wire protocol."""
+    return {
+        "request_id": request_id,
+        "result": result,
+        "success": success,
+        "error": error,
+        "async": is_async,
+        "has_more": has_more,
+        "can_retry": can_retry,
+    }
+
+
+def result_frame(request_id: Any, result: Any) -> dict:
+    return response(request_id, result=result, success=True)
+
+
+def error_frame(request_id: Any, error: str, can_retry: bool = False) -> dict:
+    return response(request_id, error=error, can_retry=can_retry)
+
+
+def encode(message: Any) -> str:
+    """Serialise a frame or message as compact JSON (raises ``TypeError``/``ValueError``)."""
+    return _dumps(message)
+
+
+class Keys:
+    """Names of every Redis key and channel, under one prefix (``genapi:`` by default)."""
+
+    def __init__(self, prefix: str = "genapi:") -> None:
+        self.prefix = prefix
+        #: hash ``service|request_type|version`` -> FunConfig JSON
+        self.functions = f"{prefix}functions"
+        #: sorted set node id -> expiry (Redis clock, ms)
+        self.nodes = f"{prefix}nodes"
+        #: pub/sub channel announcing registry changes
+        self.events = f"{prefix}events"
+
+    def node(self, node_id: str) -> str:
+        """String key with the node's info JSON; it expires with the node's heartbeat."""
+        return f"{self.prefix}node:{node_id}"
+
+    def reply_channel(self, gateway_id: str) -> str:
+        """The pub/sub channel one gateway process listens on for replies."""
+        return f"{self.prefix}reply:{gateway_id}"
+
+    @staticmethod
+    def function_field(service: str, request_type: str, version: str | None) -> str:
+        return f"{service}|{request_type}|{version or ''}"
+
+
+def service_queue(service: str) -> str:
+    """The shared Celery queue of a service: the broker hands each task to a free worker."""
+    return f"genapi.{service}"
+
+
+def direct_queue(node_id: str) -> str:
+    """The queue only one worker consumes (Celery ``worker_direct``)."""
+    return f"{node_id}.dq2"
+
+
+# ---------------------------------------------------------------- worker replies
+# A worker publishes one JSON message per reply on the gateway's reply channel. The gateway
+# turns it into the client's Response frame, so request ids and the terminal-frame rule
+# stay on the gateway side.
+
+
+def reply_result(ref: str, result: Any) -> dict:
+    return {"ref": ref, "type": "result", "data": result}
+
+
+def reply_error(ref: str, detail: str) -> dict:
+    return {"ref": ref, "type": "error", "error": detail}

@@ -1,0 +1,114 @@
+"""Settings shared by the gateway and the workers, read once from the environment.
+
+Every setting has a working default for ``genapi dev``. :func:`Settings.from_env` validates
+the values and raises :class:`SettingsError` naming the variable when one is wrong, so a
+typo fails at start-up instead of at the first request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+log = logging.getLogger(__name__)
+
+DEV_SECRET_KEY = "genapi-insecure-development-key"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value CeleryGenApi cannot use."""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = (env.get(name) or "").strip() or default
+    if not value.startswith(tuple(s + "://" for s in schemes)):
+        raise SettingsError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with :meth:`from_env`; pass it down, never re-read."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str = DEV_SECRET_KEY
+    port: int = 8000
+    max_payload_bytes: int = 1_000_000
+    detail_error: bool = False
+    public_ws: bool = False
+    authenticator: str = "gateway_app.auth:token_authenticator"
+    key_prefix: str = "genapi:"
+    heartbeat_interval: float = 2.0
+    node_ttl: float = 6.0
+    refresh_interval: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every ``GENAPI_*`` variable (``os.environ`` by default)."""
+        env = os.environ if env is None else env
+        redis_url = _url(env, "GENAPI_REDIS_URL", cls.redis_url, ("redis", "rediss", "unix"))
+        broker_url = _url(env, "GENAPI_BROKER_URL", redis_url, ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp"))
+        secret = env.get("GENAPI_SECRET_KEY") or DEV_SECRET_KEY
+        heartbeat_ms = _integer(env, "GENAPI_HEARTBEAT_MS", 2000, 100, 60_000)
+        ttl_ms = _integer(env, "GENAPI_NODE_TTL_MS", 3 * heartbeat_ms, 300, 600_000)
+        if ttl_ms <= heartbeat_ms:
+            raise SettingsError(
+                f"GENAPI_NODE_TTL_MS ({ttl_ms}) must be greater than GENAPI_HEARTBEAT_MS ({heartbeat_ms})"
+            )
+        prefix = env.get("GENAPI_KEY_PREFIX", cls.key_prefix)
+        if not prefix:
+            raise SettingsError("GENAPI_KEY_PREFIX must not be empty")
+        return cls(
+            redis_url=redis_url,
+            broker_url=broker_url,
+            secret_key=secret,
+            port=_integer(env, "GENAPI_PORT", cls.port, 1, 65535),
+            max_payload_bytes=_integer(env, "GENAPI_MAX_PAYLOAD_BYTES", cls.max_payload_bytes, 64, 512 * 1024 * 1024),
+            detail_error=_flag(env, "GENAPI_DETAIL_ERROR", False),
+            public_ws=_flag(env, "GENAPI_PUBLIC_WS", False),
+            authenticator=env.get("GENAPI_AUTHENTICATOR") or cls.authenticator,
+            key_prefix=prefix,
+            heartbeat_interval=heartbeat_ms / 1000,
+            node_ttl=ttl_ms / 1000,
+            refresh_interval=_integer(env, "GENAPI_REFRESH_MS", 30_000, 500, 3_600_000) / 1000,
+        )
+
+    @property
+    def uses_dev_secret(self) -> bool:
+        """True while the built-in development key signs tokens (never do this in production)."""
+        return self.secret_key == DEV_SECRET_KEY
+
+    def replace(self, **changes) -> Settings:
+        """A copy with some values changed (used by tests and the Flask extension)."""
+        return replace(self, **changes)

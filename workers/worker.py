@@ -1,0 +1,129 @@
+"""Start a Celery worker that serves every GenApi service of some modules.
+
+On ``worker_ready`` the worker registers its FunConfigs and itself (node id = the Celery
+hostname) in Redis and starts a heartbeat thread; on warm shutdown it leaves the registry
+at once. A killed worker simply stops heartbeating and expires after ``GENAPI_NODE_TTL_MS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+
+import redis
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from .celery_app import create_celery_app
+from .genapi import Function, GenApi
+from .protocol import Keys, service_queue
+from .registry import Registry
+from .runtime import Replier, make_task
+from .settings import Settings
+
+log = logging.getLogger("genapi.worker")
+
+
+def load_services(module_names: list[str]) -> list[GenApi]:
+    """Import the modules and return the GenApi services they define (at least one)."""
+    for name in module_names:
+        importlib.import_module(name)
+    services = [api for api in GenApi.instances() if len(api)]
+    if not services:
+        raise SystemExit(f"genapi worker: no GenApi functions found in {', '.join(module_names)}")
+    return services
+
+
+def all_functions(services: list[GenApi]) -> list[Function]:
+    return [function for api in services for function in api]
+
+
+class Presence:
+    """Registration and heartbeat of one worker node."""
+
+    def __init__(self, registry: Registry, functions: list[Function], settings: Settings) -> None:
+        self.registry = registry
+        self.configs = [f.config for f in functions]
+        self.settings = settings
+        self.node_id: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, node_id: str) -> None:
+        self.node_id = node_id
+        try:
+            self.registry.register(node_id, self.configs, self.settings.node_ttl)
+            log.info("registered %d function(s) as node %s", len(self.configs), node_id)
+            registered = True
+        except redis.RedisError as exc:
+            log.warning("registration failed (%s); retrying with the heartbeat", exc)
+            registered = False
+        self._thread = threading.Thread(target=self._beat, args=(registered,), name="genapi-heartbeat",
+                                        daemon=True)
+        self._thread.start()
+
+    def _beat(self, registered: bool) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval):
+            try:
+                if registered:
+                    self.registry.heartbeat(self.node_id, self.settings.node_ttl)
+                else:
+                    self.registry.register(self.node_id, self.configs, self.settings.node_ttl)
+                    registered = True
+            except redis.RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.node_id is not None:
+            try:
+                self.registry.leave(self.node_id)
+                log.info("node %s left the registry", self.node_id)
+            except redis.RedisError as exc:
+                log.warning("could not leave the registry (%s); the node expires by TTL", exc)
+
+
+def build_app(settings: Settings, services: list[GenApi]) -> Celery:
+    """A Celery app with one task per function; the tasks publish their replies."""
+    app = create_celery_app(settings)
+    replier = Replier(settings.redis_url)
+    for function in all_functions(services):
+        make_task(app, function, replier)
+    return app
+
+
+def worker_argv(services: list[GenApi], celery_args: list[str]) -> list[str]:
+    """``celery worker`` arguments: events on, the service queues, a distinct node name."""
+    queues = [service_queue(api.service) for api in services]
+    args = list(celery_args)
+    for flag in ("-Q", "--queues"):
+        if flag in args:
+            index = args.index(flag)
+            queues += args[index + 1].split(",")
+            del args[index:index + 2]
+    argv = ["worker", "-E", "-Q", ",".join(dict.fromkeys(queues)), "--without-gossip", "--without-mingle"]
+    if not any(a in ("-n", "--hostname") or a.startswith("--hostname=") for a in args):
+        argv += ["-n", f"genapi-{os.getpid()}@%h"]
+    return argv + args
+
+
+def run_worker(module_names: list[str], celery_args: list[str], settings: Settings) -> None:
+    """Serve the modules' services until the worker is stopped (SIGTERM: warm shutdown)."""
+    services = load_services(module_names)
+    app = build_app(settings, services)
+    client = redis.Redis.from_url(settings.redis_url)
+    presence = Presence(Registry(client, Keys(settings.key_prefix)), all_functions(services), settings)
+
+    @worker_ready.connect(weak=False)
+    def _ready(sender=None, **kwargs):
+        presence.start(sender.hostname)
+
+    @worker_shutdown.connect(weak=False)
+    def _shutdown(sender=None, **kwargs):
+        presence.stop()
+
+    app.worker_main(worker_argv(services, celery_args))
