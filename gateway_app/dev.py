@@ -104,14 +104,15 @@ def run_dev(port: int | None = None, flower_port: int = 5555, modules: list[str]
         print("\ngenapi dev: stopping...", file=sys.stderr)
     except (RuntimeError, TimeoutError) as exc:
         print(f"genapi dev: {exc}", file=sys.stderr)
-        for name, process, log_path in children:
+        for name, _process, log_path in children:
             print(f"--- {name} ({log_path}) ---\n{_tail(log_path)}", file=sys.stderr)
         code = 1
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
         # the worker first, so it leaves the registry; Redis last
-        for name, process, _ in sorted(children, key=lambda c: ["worker", "gateway", "flower", "redis"].index(c[0])):
+        order = ["worker", "gateway", "flower", "redis"]
+        for _name, process, _ in sorted(children, key=lambda c: order.index(c[0])):
             processes.stop(process)
         shutil.rmtree(workdir, ignore_errors=True)
         for sig, handler in previous.items():

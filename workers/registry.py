@@ -112,7 +112,7 @@ class Registry:
         ids = [_text(m) for m, _ in members]
         infos = self.client.mget([self.keys.node(i) for i in ids])
         nodes = {}
-        for (node_id, (_, score)), raw in zip(zip(ids, members), infos):
+        for (node_id, (_, score)), raw in zip(zip(ids, members, strict=True), infos, strict=True):
             if raw is not None:
                 nodes[node_id] = NodeInfo.from_json(node_id, int(score), raw)
         return now, nodes

@@ -52,7 +52,8 @@ def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: in
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
     value = (env.get(name) or "").strip() or default
     if not value.startswith(tuple(s + "://" for s in schemes)):
-        raise SettingsError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}")
+        starts = " or ".join(s + "://" for s in schemes)
+        raise SettingsError(f"{name} must be a URL starting with {starts}, got {value!r}")
     return value
 
 
