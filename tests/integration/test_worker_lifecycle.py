@@ -1,0 +1,75 @@
+"""Workers join and leave the registry; the gateway follows without a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from gateway_app.processes import wait_until
+
+from .conftest import call, request
+
+HELLO = request("hello", {"name": "ada"}, service="late", request_id="h")
+
+
+def test_worker_started_after_the_gateway_becomes_callable(fresh_stack):
+    gateway = fresh_stack.start_gateway()
+    with gateway.connect() as ws:
+        assert call(ws, HELLO)["error"] == "unsupported function: hello version latest"
+        worker = fresh_stack.start_worker("tests.services.late")
+        wait_until(lambda: gateway.sees_node(fresh_stack.node_of(worker)), 10, "gateway sees the new worker")
+        assert call(ws, HELLO)["result"] == "hello ada"
+
+
+def _wait_for_unavailable(ws, deadline_s: float) -> float:
+    """Seconds until a call answers `Service temporarily unavailable` (fails after the deadline)."""
+    started = time.monotonic()
+    while True:
+        frame = call(ws, HELLO, timeout=15)
+        if frame["error"] == "Service temporarily unavailable":
+            assert frame["can_retry"] is True
+            return time.monotonic() - started
+        assert time.monotonic() - started < deadline_s, f"still answered {frame} after {deadline_s}s"
+
+
+def test_stopped_worker_gives_service_unavailable_at_once(fresh_stack):
+    worker = fresh_stack.start_worker("tests.services.late")
+    gateway = fresh_stack.start_gateway()
+    node = fresh_stack.node_of(worker)
+    wait_until(lambda: gateway.sees_node(node), 10, "gateway sees the worker")
+    with gateway.connect() as ws:
+        assert call(ws, HELLO)["result"] == "hello ada"
+        assert fresh_stack.stop(worker) == 0  # warm shutdown leaves the registry
+        assert fresh_stack.node_of(worker) is None
+        assert _wait_for_unavailable(ws, deadline_s=3) < 3
+
+
+def test_killed_worker_expires_within_its_ttl(fresh_stack):
+    fast = {"GENAPI_HEARTBEAT_MS": "300", "GENAPI_NODE_TTL_MS": "1000"}
+    worker = fresh_stack.start_worker("tests.services.late", **fast)
+    gateway = fresh_stack.start_gateway(**fast)
+    wait_until(lambda: gateway.sees_node(fresh_stack.node_of(worker)), 10, "gateway sees the worker")
+    node = fresh_stack.node_of(worker)
+    with gateway.connect() as ws:
+        assert call(ws, HELLO)["result"] == "hello ada"
+        os.kill(worker.pid, signal.SIGKILL)  # no goodbye: only the heartbeat stops
+        killed = time.monotonic()
+        worker.wait(10)
+        # TTL 1 s + the gateway's 1 s liveness poll, with margin
+        wait_until(lambda: not gateway.sees_node(node), 4, "gateway drops the dead node", interval=0.1)
+        assert time.monotonic() - killed < 4
+        frame = call(ws, HELLO)
+        assert frame["error"] == "Service temporarily unavailable" and frame["can_retry"] is True
+
+
+def test_a_new_worker_replaces_a_stopped_one(fresh_stack):
+    first = fresh_stack.start_worker("tests.services.late")
+    gateway = fresh_stack.start_gateway()
+    wait_until(lambda: gateway.sees_node(fresh_stack.node_of(first)), 10, "gateway sees the worker")
+    fresh_stack.stop(first)
+    second = fresh_stack.start_worker("tests.services.late")
+    assert fresh_stack.node_of(second) != fresh_stack.node_of(first)
+    wait_until(lambda: gateway.sees_node(fresh_stack.node_of(second)), 10, "gateway sees the new worker")
+    with gateway.connect() as ws:
+        assert call(ws, HELLO)["result"] == "hello ada"
