@@ -45,7 +45,7 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_gateway(self, **env: str) -> "GatewayProcess":
+    def start_gateway(self, **env: str) -> GatewayProcess:
         port = processes.free_port()
         argv = [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1", "--port", str(port)]
         process = self._spawn("gateway", argv, self.env(**env))
