@@ -103,7 +103,10 @@ def test_flower_api_answers(stack, sample_worker, basic_auth, tmp_path):
         processes.wait_until(lambda: node in json.loads(http_get(url, headers)[1]), 30, "flower lists the worker")
         status, body = http_get(url, headers)
         assert status == 200
-        assert "genapi.sample" in json.dumps(json.loads(body)[node]["active_queues"])
+        worker = json.loads(body)[node]
+        assert "genapi.sample" in json.dumps(worker["active_queues"])
+        # task names show service, request type and version
+        assert {"sample.add", "sample.ver@1.0.0", "sample.ver@2.0.0"} <= set(worker["registered"])
     finally:
         processes.stop(flower)
 

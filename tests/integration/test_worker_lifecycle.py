@@ -73,3 +73,46 @@ def test_a_new_worker_replaces_a_stopped_one(fresh_stack):
     wait_until(lambda: gateway.sees_node(fresh_stack.node_of(second)), 10, "gateway sees the new worker")
     with gateway.connect() as ws:
         assert call(ws, HELLO)["result"] == "hello ada"
+
+
+def test_two_workers_on_one_host_get_distinct_names_and_share_the_queue(fresh_stack):
+    first = fresh_stack.start_worker("tests.services.late")
+    second = fresh_stack.start_worker("tests.services.late")
+    nodes = {fresh_stack.node_of(first), fresh_stack.node_of(second)}
+    assert len(nodes) == 2
+    gateway = fresh_stack.start_gateway()
+    wait_until(lambda: all(gateway.sees_node(n) for n in nodes), 10, "gateway sees both workers")
+    with gateway.connect() as ws:
+        for i in range(10):
+            assert call(ws, request("hello", {"name": str(i)}, service="late"))["result"] == f"hello {i}"
+
+
+def test_function_only_some_workers_serve_is_routed_to_them(fresh_stack):
+    """Rolling deploy: an old and a new worker share the service queue; calls to the new
+    function go to the new worker's direct queue instead of timing out in the old one."""
+    old = fresh_stack.start_worker("tests.services.late")
+    new = fresh_stack.start_worker("tests.services.late_next")
+    gateway = fresh_stack.start_gateway()
+    nodes = [fresh_stack.node_of(old), fresh_stack.node_of(new)]
+    wait_until(lambda: all(gateway.sees_node(n) for n in nodes), 10, "gateway sees both workers")
+    with gateway.connect() as ws:
+        for i in range(10):
+            frame = call(ws, request("goodbye", {"name": str(i)}, service="late", request_id=i))
+            assert frame["result"] == f"goodbye {i}", frame
+        assert call(ws, HELLO)["result"] == "hello ada"
+
+
+def test_periodic_refresh_catches_changes_without_a_notification(fresh_stack):
+    import json
+
+    worker = fresh_stack.start_worker("tests.services.late")
+    gateway = fresh_stack.start_gateway(GENAPI_REFRESH_MS="500")
+    wait_until(lambda: gateway.sees_node(fresh_stack.node_of(worker)), 10, "gateway sees the worker")
+    with gateway.connect() as ws:
+        assert call(ws, HELLO)["result"] == "hello ada"
+        field = "late|hello|"
+        config = json.loads(fresh_stack.redis.hget("genapi:functions", field))
+        fresh_stack.redis.hset("genapi:functions", field, json.dumps({**config, "disabled": True}))
+        started = time.monotonic()
+        while call(ws, HELLO)["error"] != "unsupported function: hello version latest":
+            assert time.monotonic() - started < 5, "the gateway never reloaded the registry"
