@@ -19,7 +19,7 @@ import pytest
 from gateway_app import processes
 from gateway_app.auth import verify_token
 
-from .conftest import ROOT, SECRET
+from .conftest import ROOT, SECRET, call, request
 
 DEMO = {"service": "demo", "request_type": "hello", "request_id": "1", "args": {"name": "Ada"}}
 
@@ -84,7 +84,7 @@ def test_bad_setting_fails_with_the_variable_name():
 
 
 @pytest.mark.parametrize("basic_auth", [None, "admin:s3cret"], ids=["open-api", "basic-auth"])
-def test_flower_api_answers(stack, sample_worker, basic_auth, tmp_path):
+def test_flower_api_answers(stack, sample_worker, gateway, basic_auth, tmp_path):
     port = processes.free_port()
     argv = [sys.executable, "-m", "gateway_app", "flower", "--port", str(port)]
     if basic_auth:
@@ -107,6 +107,16 @@ def test_flower_api_answers(stack, sample_worker, basic_auth, tmp_path):
         assert "genapi.sample" in json.dumps(worker["active_queues"])
         # task names show service, request type and version
         assert {"sample.add", "sample.ver@1.0.0", "sample.ver@2.0.0"} <= set(worker["registered"])
+
+        # task events are on: a call through the gateway shows up in Flower's task list
+        with gateway.connect() as ws:
+            assert call(ws, request("add", {"a": 20, "b": 22}))["result"] == 42
+
+        def flower_saw_the_call() -> bool:
+            tasks = json.loads(http_get(f"http://127.0.0.1:{port}/api/tasks?taskname=sample.add", headers)[1])
+            return any(t.get("kwargs", "").find("20") >= 0 for t in tasks.values())
+
+        processes.wait_until(flower_saw_the_call, 20, "flower shows the task", interval=0.2)
     finally:
         processes.stop(flower)
 
