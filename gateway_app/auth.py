@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, URLSafeSerializer
 
 from workers.settings import Settings
 
@@ -51,7 +51,7 @@ def verify_token(secret_key: str, token: str, now: float | None = None) -> Ident
     """The token's identity, or ``None`` if it is forged, malformed or expired."""
     try:
         claims = _serializer(secret_key).loads(token)
-    except BadSignature:
+    except BadData:  # forged, truncated, or a payload that does not decode
         return None
     if not isinstance(claims, dict):
         return None

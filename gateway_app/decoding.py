@@ -48,6 +48,8 @@ def parse(raw: str | bytes, max_bytes: int) -> dict:
             f"Request payload exceeds maximum size of {max_bytes} bytes (got {size} bytes)"))
     try:
         payload = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise Rejected(invalid_request("Malformed request payload: nested too deeply")) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected(invalid_request(f"Malformed request payload: not valid JSON ({exc})")) from None
     if not isinstance(payload, dict):

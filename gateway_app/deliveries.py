@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger("genapi.gateway")
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,10 @@ class Deliveries:
                 if delay is None or delay > 0:
                     self._wake.wait(delay)
             for pending in self.expire(time.monotonic()):
-                on_timeout(pending)
+                try:
+                    on_timeout(pending)
+                except Exception:  # one broken connection must not stop the others' timeouts
+                    log.exception("could not deliver a timeout")
 
     def stop(self) -> None:
         with self._wake:

@@ -66,6 +66,10 @@ class ArgSpec:
     #: a map with any option is checked key by key (flat values only)
     strict_map: bool = False
 
+    def __post_init__(self) -> None:
+        if self.max_items is None and (self.type in LIST_TYPES or self.type == "map"):
+            object.__setattr__(self, "max_items", MAP_MAX_ITEMS if self.type == "map" else LIST_MAX_ITEMS)
+
     @property
     def has_default(self) -> bool:
         return self.default is not _MISSING
@@ -135,6 +139,9 @@ def parse_spec(name: str, raw: Any) -> ArgSpec:
             fields[option] = _names(name, option, raw[option])
     if kind == "map":
         fields["strict_map"] = bool({"max_items", "required", "accept"} & set(raw))
+        unreachable = sorted(set(fields.get("required", ())) - set(fields.get("accept", ()) or ()))
+        if fields.get("accept") and unreachable:
+            raise ArgSpecError(f'argument "{name}": required keys {", ".join(unreachable)} are not in accept')
     spec = ArgSpec(**fields)
     if "default_value" in raw and raw["default_value"] is not None:
         try:

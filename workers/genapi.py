@@ -74,6 +74,10 @@ class GenApi:
         """
         if callable(request_type):  # bare @api.function
             return self.function()(request_type)
+        if "request_type" in options:
+            if request_type is not None:
+                raise FunConfigError(f"{self.service}: request_type given twice")
+            request_type = options.pop("request_type")
 
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:

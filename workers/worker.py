@@ -99,12 +99,21 @@ def build_app(settings: Settings, services: list[GenApi]) -> Celery:
 def worker_argv(services: list[GenApi], celery_args: list[str]) -> list[str]:
     """``celery worker`` arguments: events on, the service queues, a distinct node name."""
     queues = [service_queue(api.service) for api in services]
-    args = list(celery_args)
-    for flag in ("-Q", "--queues"):
-        if flag in args:
-            index = args.index(flag)
-            queues += args[index + 1].split(",")
-            del args[index:index + 2]
+    args: list[str] = []
+    rest = iter(celery_args)
+    for arg in rest:  # -Q may not be repeated (the last wins), so merge the user's queues into ours
+        if arg in ("-Q", "--queues"):
+            value = next(rest, None)
+            if value is None:
+                raise SystemExit(f"genapi worker: {arg} needs a value")
+            queues += value.split(",")
+        elif arg.startswith("--queues="):
+            queues += arg.split("=", 1)[1].split(",")
+        elif arg.startswith("-Q") and len(arg) > 2:
+            queues += arg[2:].split(",")
+        else:
+            args.append(arg)
+    queues = [q for q in queues if q]
     argv = ["worker", "-E", "-Q", ",".join(dict.fromkeys(queues)), "--without-gossip", "--without-mingle"]
     if not any(a in ("-n", "--hostname") or a.startswith("--hostname=") for a in args):
         argv += ["-n", f"genapi-{os.getpid()}@%h"]
