@@ -34,7 +34,6 @@ def functions(gateway: Gateway, conn: Connection, request: Request) -> Any:
             latest = versions.resolve(by_version, request_type, None)
         except Rejected:
             continue  # every version disabled
-        available = bool(snapshot.nodes_for_service(service))
         for config in sorted(by_version.values(), key=lambda c: versions.semver_key(c.version or "")):
             if config.disabled or not permissions.allowed(config, conn.identity, None):
                 continue
@@ -47,7 +46,7 @@ def functions(gateway: Gateway, conn: Connection, request: Request) -> Any:
                 "timeout": "infinity" if config.timeout is None else config.timeout,
                 "arg_types": {name: spec.to_json() for name, spec in config.arg_types.items()},
                 "arg_orders": config.arg_orders if isinstance(config.arg_orders, str) else list(config.arg_orders),
-                "available": available,
+                "available": bool(snapshot.nodes_for_task(config.task_name)),
             })
     return listing
 

@@ -141,4 +141,6 @@ Call the demo service from another terminal:
 then paste:
 
   {request}
+
+More tokens: GENAPI_SECRET_KEY='{settings.secret_key}' {sys.executable} -m gateway_app token USER
 """, flush=True)

@@ -74,6 +74,11 @@ class Gateway:
         app.extensions["genapi"] = self
 
     @property
+    def listening(self) -> bool:
+        """Is the reply subscription up? Without it a reply would be lost."""
+        return self._started and self._listener.connected.is_set()
+
+    @property
     def reply_channel(self) -> str:
         return self.keys.reply_channel(self.gateway_id)
 
@@ -89,15 +94,21 @@ class Gateway:
         return websocket
 
     def _health(self):
+        """200 with what this process knows; 503 when Redis does not answer."""
         self.start()
         snapshot = self.cache.snapshot
+        try:
+            self.redis.ping()
+            status = "ok" if self.listening else "reply listener not subscribed yet"
+        except redis.RedisError as exc:
+            status = f"redis unavailable: {exc}"
         return jsonify({
-            "status": "ok",
+            "status": status,
             "gateway_id": self.gateway_id,
             "functions": len(snapshot.all_configs()),
             "nodes": sorted(n.node_id for n in snapshot.live_nodes(lambda n: True)),
             "pending": len(self.deliveries),
-        })
+        }), 200 if status == "ok" else 503
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -122,7 +133,7 @@ class Gateway:
                 thread = threading.Thread(target=target, name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
-            listener.ready.wait(5)
+            listener.connected.wait(5)
             self._started = True
 
     def stop(self) -> None:

@@ -27,7 +27,8 @@ class Listener:
         self.on_reconnect = on_reconnect
         self._stop = threading.Event()
         self._pubsub = None
-        self.ready = threading.Event()
+        #: set while subscribed: replies published meanwhile are received
+        self.connected = threading.Event()
 
     def run(self) -> None:
         backoff = 0.1
@@ -36,10 +37,10 @@ class Listener:
             try:
                 self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                 self._pubsub.subscribe(*self.handlers)
+                self.connected.set()
                 if not first:
                     self.on_reconnect()
                 first = False
-                self.ready.set()
                 backoff = 0.1
                 self._consume()
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -47,8 +48,9 @@ class Listener:
                     break
                 log.warning("reply listener lost Redis (%s); reconnecting in %.1fs", exc, backoff)
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 1.0)
             finally:
+                self.connected.clear()
                 self._close()
 
     def _consume(self) -> None:

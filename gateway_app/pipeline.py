@@ -152,6 +152,8 @@ def dispatch(gateway: Gateway, call: Call) -> None:
         }
     ref = None
     if config.response_type != "none":
+        if not gateway.listening:  # the reply would be published to nobody
+            raise Rejected(UNAVAILABLE, can_retry=True)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         ref = gateway.deliveries.add(Pending(conn, request.request_id, config.response_type, deadline))
         meta["reply"], meta["ref"] = gateway.reply_channel, ref

@@ -47,7 +47,7 @@ def node(node_id: str, *configs) -> NodeInfo:
                     f"{node_id}.dq2", expires_ms=2**62)
 
 
-def make_gateway(configs, nodes=None, dispatcher=None):
+def make_gateway(configs, nodes=None, dispatcher=None, listening=True):
     functions: dict = {}
     for c in configs:
         functions.setdefault((c.service, c.request_type), {})[c.version] = c
@@ -55,7 +55,8 @@ def make_gateway(configs, nodes=None, dispatcher=None):
     return SimpleNamespace(
         settings=Settings(), steps=list(pipeline.STEPS), deliveries=Deliveries(),
         cache=SimpleNamespace(snapshot=Snapshot(functions, nodes)),
-        dispatcher=dispatcher or RecordingDispatcher(), reply_channel="genapi:reply:test")
+        dispatcher=dispatcher or RecordingDispatcher(), reply_channel="genapi:reply:test",
+        listening=listening)
 
 
 def frame(request_type="add", args=None, **extra) -> str:
@@ -165,3 +166,16 @@ def test_an_unexpected_exception_in_a_step_becomes_one_error_frame():
     assert conn.frames == [{"request_id": "r", "result": None, "success": False,
                             "error": "Internal Server Error", "async": False, "has_more": False,
                             "can_retry": False}]
+
+
+def test_without_the_reply_subscription_calls_are_refused_not_lost():
+    gateway, conn = make_gateway([config()], listening=False), StubConnection()
+    pipeline.run(gateway, conn, frame())
+    assert conn.frames[0]["error"] == "Service temporarily unavailable" and conn.frames[0]["can_retry"] is True
+    assert gateway.dispatcher.sent == [] and len(gateway.deliveries) == 0
+
+
+def test_fire_and_forget_needs_no_reply_subscription():
+    gateway, conn = make_gateway([config(response_type="none")], listening=False), StubConnection()
+    pipeline.run(gateway, conn, frame())
+    assert conn.frames == [] and len(gateway.dispatcher.sent) == 1
