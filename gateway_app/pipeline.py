@@ -134,6 +134,18 @@ def select_node(gateway: Gateway, call: Call) -> None:
         call.queue = direct_queue(random.choice(serving).node_id)
 
 
+def request_info(call: Call) -> dict:
+    """What a ``request_info=True`` function receives: identity from the session only; the
+    token's device id wins over the request's."""
+    identity, request = call.conn.identity, call.request
+    return {
+        "request_id": request.request_id,
+        "user_id": identity.user_id if identity else None,
+        "device_id": (identity.device_id if identity else None) or request.device_id,
+        "roles": list(identity.roles) if identity else [],
+    }
+
+
 def dispatch(gateway: Gateway, call: Call) -> None:
     """Send the task; the reply comes back through the listener."""
     config, request, conn = call.config, call.request, call.conn
@@ -143,13 +155,7 @@ def dispatch(gateway: Gateway, call: Call) -> None:
     meta: dict[str, Any] = {"reply": None, "ref": None,
                             "deadline": None if timeout_s is None else time.time() + timeout_s}
     if config.request_info:
-        identity = conn.identity
-        meta["info"] = {
-            "request_id": request.request_id,
-            "user_id": identity.user_id if identity else None,
-            "device_id": (identity.device_id if identity else None) or request.device_id,
-            "roles": list(identity.roles) if identity else [],
-        }
+        meta["info"] = request_info(call)
     ref = None
     if config.response_type != "none":
         if not gateway.listening:  # the reply would be published to nobody
