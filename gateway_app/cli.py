@@ -35,7 +35,7 @@ def gateway_argv(host: str, port: int, workers: int, connections: int) -> list[s
         "--worker-connections", str(connections),
         "--workers", str(workers),
         "--bind", f"{host}:{port}",
-        "--graceful-timeout", "5",
+        "--config", "python:gateway_app.gunicorn_hooks",
         "--timeout", "30",
         "--log-level", "info",
         "--no-control-socket",

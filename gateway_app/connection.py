@@ -31,6 +31,17 @@ class Connection:
         self.open = True
         self._lock = threading.Lock()
 
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket with a WebSocket close code (1001: the server is going away)."""
+        if not self.open:
+            return
+        self.open = False
+        try:
+            with self._lock:
+                self.ws.close(reason=code, message=reason)
+        except (ConnectionClosed, OSError):
+            pass
+
     def send(self, frame: dict) -> None:
         """Send one Response frame; a result that cannot be JSON-encoded becomes an error."""
         try:
@@ -51,6 +62,7 @@ def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool) ->
     """Read frames until the client goes away. No exception escapes (flask-sock would write
     an HTTP 500 into the upgraded socket)."""
     conn = Connection(ws, identity, public)
+    gateway.connections.add(conn)
     try:
         while conn.open:
             try:
@@ -68,4 +80,5 @@ def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool) ->
         log.exception("connection %s failed", conn.id)
     finally:
         conn.open = False
+        gateway.connections.discard(conn)
         gateway.deliveries.drop_connection(conn)

@@ -58,6 +58,15 @@ class Deliveries:
         """Remove and return the entry (``None`` if already answered or timed out)."""
         return self._pending.pop(ref, None)
 
+    def take_all(self) -> list[Pending]:
+        """Remove and return every entry (the gateway is shutting down)."""
+        taken = []
+        for ref in list(self._pending):
+            pending = self._pending.pop(ref, None)
+            if pending is not None:
+                taken.append(pending)
+        return taken
+
     def drop_connection(self, conn: Any) -> int:
         """Forget every request of a closed connection; returns how many."""
         refs = [ref for ref, p in list(self._pending.items()) if p.conn is conn]

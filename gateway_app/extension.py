@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -15,7 +16,7 @@ from flask import Flask, jsonify, request
 from flask_sock import Sock
 
 from workers.celery_app import create_celery_app
-from workers.protocol import TIMED_OUT, Keys, error_frame, internal_error, response
+from workers.protocol import TIMED_OUT, UNAVAILABLE, Keys, error_frame, internal_error, response
 from workers.registry import Registry
 from workers.settings import Settings
 
@@ -45,6 +46,9 @@ class Gateway:
         self.steps = list(pipeline.STEPS)
         self.deliveries = Deliveries()
         self.gateway_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.connections: set = set()
+        #: set by :meth:`drain`: new calls are refused while in-flight ones finish
+        self.draining = False
         self._started = False
         self._start_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -146,6 +150,20 @@ class Gateway:
         for thread in self._threads:
             thread.join(timeout=3)
         self._started = False
+
+    def drain(self, grace: float = 3.0) -> None:
+        """Shut down politely: refuse new calls, give in-flight ones ``grace`` seconds to be
+        answered, answer the rest ``Service temporarily unavailable``, close every socket
+        with 1001. Called on SIGTERM under ``genapi gateway``."""
+        self.draining = True
+        deadline = time.monotonic() + grace
+        while len(self.deliveries) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pending in self.deliveries.take_all():
+            pending.conn.send(error_frame(pending.request_id, UNAVAILABLE, can_retry=True))
+        for conn in list(self.connections):
+            conn.close(1001, "server shutting down")
+        self.stop()
 
     # ------------------------------------------------------------------ delivery
 

@@ -87,6 +87,12 @@ def decode(gateway: Gateway, call: Call) -> None:
     call.request = decoding.decode(call.payload)
 
 
+def refuse_when_draining(gateway: Gateway, call: Call) -> None:
+    """The gateway is shutting down: the client should retry on another one."""
+    if gateway.draining:
+        raise Rejected(UNAVAILABLE, can_retry=True)
+
+
 def answer_builtin(gateway: Gateway, call: Call) -> None:
     """The ``gateway`` service is answered here, without a worker."""
     if call.request.service == builtins.SERVICE:
@@ -175,8 +181,8 @@ def dispatch(gateway: Gateway, call: Call) -> None:
 
 
 #: The order every request goes through.
-STEPS: list[Step] = [authenticate, parse, decode, answer_builtin, resolve, authorize, validate,
-                     select_node, dispatch]
+STEPS: list[Step] = [authenticate, parse, decode, refuse_when_draining, answer_builtin, resolve, authorize,
+                     validate, select_node, dispatch]
 
 
 def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:

@@ -45,6 +45,12 @@ def slow(ms):
     return "done"
 
 
+@api.function("nap", arg_types={"ms": "num"}, timeout=20000)
+def nap(ms):
+    time.sleep(ms / 1000)
+    return f"slept {ms} ms"
+
+
 @api.function("boom")
 def boom():
     raise ValueError("boom went the function")

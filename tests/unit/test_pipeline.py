@@ -56,7 +56,7 @@ def make_gateway(configs, nodes=None, dispatcher=None, listening=True):
         settings=Settings(), steps=list(pipeline.STEPS), deliveries=Deliveries(),
         cache=SimpleNamespace(snapshot=Snapshot(functions, nodes)),
         dispatcher=dispatcher or RecordingDispatcher(), reply_channel="genapi:reply:test",
-        listening=listening)
+        listening=listening, draining=False)
 
 
 def frame(request_type="add", args=None, **extra) -> str:

@@ -1,0 +1,50 @@
+"""SIGTERM to the gateway drains: answers in flight, refuses new calls, closes with 1001."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from gateway_app.processes import wait_until
+
+from .conftest import call, request
+
+
+@pytest.fixture
+def own_gateway(stack, sample_worker):
+    gateway = stack.start_gateway()
+    wait_until(lambda: gateway.sees_node(stack.node_of(sample_worker)), 10, "gateway sees the worker")
+    return gateway
+
+
+def _close_code(ws) -> int:
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    return closed.value.rcvd.code
+
+
+def test_call_in_flight_is_answered_before_the_socket_closes(own_gateway):
+    with own_gateway.connect() as ws:
+        ws.send(json.dumps(request("nap", {"ms": 1000}, request_id="inflight")))
+        own_gateway.process.send_signal(signal.SIGTERM)
+        frame = json.loads(ws.recv(timeout=10))
+        assert frame["request_id"] == "inflight" and frame["result"] == "slept 1000 ms"
+        assert _close_code(ws) == 1001
+    assert own_gateway.process.wait(15) == 0
+
+
+def test_new_calls_are_refused_and_slow_ones_answered_unavailable(own_gateway):
+    with own_gateway.connect() as ws:
+        ws.send(json.dumps(request("nap", {"ms": 8000}, request_id="too-slow")))
+        own_gateway.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: call(ws, request("add", {"a": 1, "b": 1}, request_id="new"))["error"]
+                   == "Service temporarily unavailable", 5, "the gateway refuses new calls")
+        frame = json.loads(ws.recv(timeout=10))
+        assert frame == {"request_id": "too-slow", "result": None, "success": False,
+                         "error": "Service temporarily unavailable", "async": False, "has_more": False,
+                         "can_retry": True}
+        assert _close_code(ws) == 1001
+    assert own_gateway.process.wait(15) == 0
