@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import redis
@@ -59,8 +59,10 @@ class Snapshot:
 class RegistryCache:
     """Keeps :attr:`snapshot` in sync with Redis."""
 
-    def __init__(self, registry: Registry, refresh_interval: float, node_interval: float = 1.0) -> None:
+    def __init__(self, registry: Registry, refresh_interval: float, node_interval: float = 1.0,
+                 on_refresh: Callable[[], None] | None = None) -> None:
         self.registry = registry
+        self.on_refresh = on_refresh
         self.refresh_interval = refresh_interval
         self.node_interval = node_interval
         self.snapshot = Snapshot()
@@ -122,6 +124,12 @@ class RegistryCache:
                     self.refresh_nodes()
             except redis.RedisError as exc:
                 log.warning("registry refresh failed: %s", exc)
+                continue
+            if self.on_refresh is not None:
+                try:
+                    self.on_refresh()
+                except Exception:
+                    log.exception("error after a registry refresh")
 
     def stop(self) -> None:
         self._stop.set()

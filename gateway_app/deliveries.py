@@ -20,7 +20,7 @@ from typing import Any
 log = logging.getLogger("genapi.gateway")
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Pending:
     """Where a reply goes: the connection, the client's request id and the call's mode."""
 
@@ -28,6 +28,9 @@ class Pending:
     request_id: Any
     response_type: str
     deadline: float | None  # time.monotonic() value, or None for "infinity"
+    task: str | None = None
+    #: the worker running it, once known (reported only for calls without a deadline)
+    node: str | None = None
 
 
 class Deliveries:
@@ -57,6 +60,13 @@ class Deliveries:
     def take(self, ref: str) -> Pending | None:
         """Remove and return the entry (``None`` if already answered or timed out)."""
         return self._pending.pop(ref, None)
+
+    def get(self, ref: str) -> Pending | None:
+        return self._pending.get(ref)
+
+    def without_deadline(self) -> list[tuple[str, Pending]]:
+        """Entries no sweeper will ever time out (``timeout: "infinity"``)."""
+        return [(ref, p) for ref, p in list(self._pending.items()) if p.deadline is None]
 
     def take_all(self) -> list[Pending]:
         """Remove and return every entry (the gateway is shutting down)."""

@@ -62,7 +62,8 @@ class Gateway:
         self.authenticator = load_authenticator(settings.authenticator)
         self.keys = Keys(settings.key_prefix)
         self.redis = redis.Redis.from_url(settings.redis_url)
-        self.cache = RegistryCache(Registry(self.redis, self.keys), settings.refresh_interval)
+        self.cache = RegistryCache(Registry(self.redis, self.keys), settings.refresh_interval,
+                                   on_refresh=self._answer_orphans)
         if self.dispatcher is None:
             self.dispatcher = CeleryDispatcher(create_celery_app(settings, name="genapi-gateway"))
         # the transport accepts frames above our limit, so an oversized one gets an error frame
@@ -169,6 +170,11 @@ class Gateway:
 
     def _on_reply(self, data: bytes) -> None:
         message = json.loads(data)
+        if message.get("type") == "started":
+            pending = self.deliveries.get(message.get("ref"))
+            if pending is not None:
+                pending.node = message.get("node")
+            return
         pending = self.deliveries.take(message.get("ref"))
         if pending is None:
             return  # answered already (timed out), or the client left
@@ -178,6 +184,16 @@ class Gateway:
             frame = error_frame(pending.request_id,
                                 internal_error(message.get("error"), self.settings.detail_error))
         pending.conn.send(frame)
+
+    def _answer_orphans(self) -> None:
+        """Calls without a deadline whose worker died (or that no live worker can run) get
+        ``Service temporarily unavailable`` instead of waiting forever."""
+        snapshot = self.cache.snapshot
+        for ref, pending in self.deliveries.without_deadline():
+            alive = {node.node_id for node in snapshot.nodes_for_task(pending.task)}
+            if (not alive or (pending.node is not None and pending.node not in alive)) \
+                    and self.deliveries.take(ref) is not None:
+                pending.conn.send(error_frame(pending.request_id, UNAVAILABLE, can_retry=True))
 
     def _on_timeout(self, pending: Pending) -> None:
         pending.conn.send(error_frame(pending.request_id, TIMED_OUT, can_retry=True))

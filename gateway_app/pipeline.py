@@ -167,7 +167,8 @@ def dispatch(gateway: Gateway, call: Call) -> None:
         if not gateway.listening:  # the reply would be published to nobody
             raise Rejected(UNAVAILABLE, can_retry=True)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        ref = gateway.deliveries.add(Pending(conn, request.request_id, config.response_type, deadline))
+        ref = gateway.deliveries.add(Pending(conn, request.request_id, config.response_type, deadline,
+                                             task=config.task_name))
         meta["reply"], meta["ref"] = gateway.reply_channel, ref
         if config.response_type == "async":
             conn.send(response(request.request_id, success=True, is_async=True))

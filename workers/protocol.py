@@ -123,5 +123,10 @@ def reply_result(ref: str, result: Any) -> dict:
     return {"ref": ref, "type": "result", "data": result}
 
 
+def reply_started(ref: str, node_id: str) -> dict:
+    """Sent before running a call that has no deadline: which worker runs it."""
+    return {"ref": ref, "type": "started", "node": node_id}
+
+
 def reply_error(ref: str, detail: str) -> dict:
     return {"ref": ref, "type": "error", "error": detail}

@@ -20,7 +20,7 @@ from .argtypes import convert
 from .errors import GenApiError
 from .funconfig import FunConfig
 from .genapi import Function
-from .protocol import encode, reply_error, reply_result
+from .protocol import encode, reply_error, reply_result, reply_started
 
 log = logging.getLogger("genapi.worker")
 
@@ -78,6 +78,10 @@ def make_task(app: Celery, function: Function, replier: Replier) -> Callable:
         if deadline is not None and time.time() > deadline:
             log.info("%s: dropped, the caller's deadline passed before it started", config.task_name)
             return None
+        if deadline is None and channel:
+            # nothing times such a call out: tell the gateway who runs it, so it can answer
+            # if this worker dies
+            replier.send(channel, reply_started(ref, task.request.hostname))
         try:
             message = reply_result(ref, invoke(function, args, meta.get("info")))
         except GenApiError as exc:

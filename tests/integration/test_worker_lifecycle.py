@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -103,8 +104,6 @@ def test_function_only_some_workers_serve_is_routed_to_them(fresh_stack):
 
 
 def test_periodic_refresh_catches_changes_without_a_notification(fresh_stack):
-    import json
-
     worker = fresh_stack.start_worker("tests.services.late")
     gateway = fresh_stack.start_gateway(GENAPI_REFRESH_MS="500")
     wait_until(lambda: gateway.sees_node(fresh_stack.node_of(worker)), 10, "gateway sees the worker")
@@ -116,3 +115,19 @@ def test_periodic_refresh_catches_changes_without_a_notification(fresh_stack):
         started = time.monotonic()
         while call(ws, HELLO)["error"] != "unsupported function: hello version latest":
             assert time.monotonic() - started < 5, "the gateway never reloaded the registry"
+
+
+def test_call_without_deadline_is_answered_when_its_worker_dies(fresh_stack):
+    fast = {"GENAPI_HEARTBEAT_MS": "300", "GENAPI_NODE_TTL_MS": "1000"}
+    worker = fresh_stack.start_worker("tests.services.late", **fast)
+    gateway = fresh_stack.start_gateway(**fast)
+    wait_until(lambda: gateway.sees_node(fresh_stack.node_of(worker)), 10, "gateway sees the worker")
+    with gateway.connect() as ws:
+        ws.send(json.dumps(request("wait_forever", {"mark": "forever-started"}, service="late",
+                                   request_id="forever")))
+        wait_until(lambda: fresh_stack.redis.get("forever-started") is not None, 10, "the call started")
+        os.kill(worker.pid, signal.SIGKILL)
+        frame = json.loads(ws.recv(timeout=10))  # TTL 1 s + the 1 s liveness poll
+        assert frame == {"request_id": "forever", "result": None, "success": False,
+                         "error": "Service temporarily unavailable", "async": False, "has_more": False,
+                         "can_retry": True}
