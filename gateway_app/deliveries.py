@@ -19,6 +19,9 @@ from typing import Any
 
 log = logging.getLogger("genapi.gateway")
 
+#: timeouts fire up to this late (seconds), in exchange for few sweeper wake-ups under load
+SWEEP_TICK = 0.05
+
 
 @dataclass(eq=False)
 class Pending:
@@ -103,7 +106,8 @@ class Deliveries:
                     return
                 delay = self._deadlines[0][0] - time.monotonic() if self._deadlines else None
                 if delay is None or delay > 0:
-                    self._wake.wait(delay)
+                    # at most one wake-up per tick: most deadlines belong to calls already answered
+                    self._wake.wait(None if delay is None else max(delay, SWEEP_TICK))
             for pending in self.expire(time.monotonic()):
                 try:
                     on_timeout(pending)

@@ -20,14 +20,21 @@ from workers.protocol import TIMED_OUT, UNAVAILABLE, Keys, error_frame, internal
 from workers.registry import Registry
 from workers.settings import Settings
 
-from . import connection, pipeline
+from . import connection, dispatch, pipeline
 from .auth import load_authenticator
 from .cache import RegistryCache
 from .deliveries import Deliveries, Pending
-from .dispatch import CeleryDispatcher, Dispatcher
+from .dispatch import Dispatcher
 from .listener import Listener
 
 log = logging.getLogger("genapi.gateway")
+
+
+def _refuse_compression() -> None:
+    """Drop the client's permessage-deflate offer on the WebSocket routes: compression costs
+    about 100 KB of memory per connection and CPU per frame, for small JSON frames."""
+    if request.endpoint in ("genapi_ws", "genapi_ws_public"):
+        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
 class Gateway:
@@ -65,7 +72,8 @@ class Gateway:
         self.cache = RegistryCache(Registry(self.redis, self.keys), settings.refresh_interval,
                                    on_refresh=self._answer_orphans)
         if self.dispatcher is None:
-            self.dispatcher = CeleryDispatcher(create_celery_app(settings, name="genapi-gateway"))
+            self.dispatcher = dispatch.for_broker(
+                settings.broker_url, lambda: create_celery_app(settings, name="genapi-gateway"))
         # the transport accepts frames above our limit, so an oversized one gets an error frame
         app.config.setdefault("SOCK_SERVER_OPTIONS", {
             "max_message_size": 2 * settings.max_payload_bytes + 65536,
@@ -76,6 +84,8 @@ class Gateway:
         if settings.public_ws:
             sock.route("/ws/public", endpoint="genapi_ws_public")(self._endpoint(public=True))
         app.add_url_rule("/healthz", "genapi_healthz", self._health)
+        if not settings.ws_compression:
+            app.before_request(_refuse_compression)
         app.extensions["genapi"] = self
 
     @property

@@ -68,6 +68,7 @@ class Settings:
     max_payload_bytes: int = 1_000_000
     detail_error: bool = False
     public_ws: bool = False
+    ws_compression: bool = False
     authenticator: str = "gateway_app.auth:token_authenticator"
     key_prefix: str = "genapi:"
     heartbeat_interval: float = 2.0
@@ -98,6 +99,7 @@ class Settings:
             max_payload_bytes=_integer(env, "GENAPI_MAX_PAYLOAD_BYTES", cls.max_payload_bytes, 64, 512 * 1024 * 1024),
             detail_error=_flag(env, "GENAPI_DETAIL_ERROR", False),
             public_ws=_flag(env, "GENAPI_PUBLIC_WS", False),
+            ws_compression=_flag(env, "GENAPI_WS_COMPRESSION", False),
             authenticator=env.get("GENAPI_AUTHENTICATOR") or cls.authenticator,
             key_prefix=prefix,
             heartbeat_interval=heartbeat_ms / 1000,

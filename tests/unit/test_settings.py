@@ -194,3 +194,8 @@ def test_replace():
     t = s.replace(port=1234)
     assert t.port == 1234 and s.port == 8000
     assert t.redis_url == s.redis_url
+
+
+def test_websocket_compression_flag():
+    assert Settings.from_env({}).ws_compression is False
+    assert Settings.from_env({"GENAPI_WS_COMPRESSION": "on"}).ws_compression is True
