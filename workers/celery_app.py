@@ -28,8 +28,6 @@ def create_celery_app(settings: Settings, name: str = "genapi") -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=False,
-        # one message in flight per process: a slow call never holds others hostage
-        worker_prefetch_multiplier=1,
         result_expires=300,
         broker_transport_options={"visibility_timeout": 3600},
     )

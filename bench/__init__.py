@@ -1,0 +1,1 @@
+"""Benchmarks (standalone scripts, not tests): ``python bench/bench_sync.py``."""
