@@ -45,12 +45,16 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_gateway(self, **env: str) -> GatewayProcess:
+    def start_gateway(self, *workers: subprocess.Popen, **env: str) -> GatewayProcess:
+        """Start a gateway and wait until it is healthy and sees each of ``workers``."""
         port = processes.free_port()
         argv = [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1", "--port", str(port)]
         process = self._spawn("gateway", argv, self.env(**env))
         gateway = GatewayProcess(process, port)
         processes.wait_until(gateway.healthy, 30, "gateway", process)
+        nodes = [self.node_of(worker) for worker in workers]
+        processes.wait_until(lambda: all(gateway.sees_node(n) for n in nodes), 10, "gateway sees the workers",
+                             process)
         return gateway
 
     def start_worker(self, *modules: str, options: list[str] = WORKER_OPTIONS, **env: str) -> subprocess.Popen:
@@ -160,10 +164,7 @@ def sample_worker(stack):
 
 @pytest.fixture(scope="session")
 def gateway(stack, sample_worker):
-    gateway = stack.start_gateway()
-    node = stack.node_of(sample_worker)
-    processes.wait_until(lambda: gateway.sees_node(node), 10, "gateway sees the worker")
-    return gateway
+    return stack.start_gateway(sample_worker)
 
 
 @pytest.fixture

@@ -43,10 +43,8 @@ def test_unserialisable_result_is_an_internal_error(ws):
 
 @pytest.fixture(scope="module")
 def detail_gateway(stack, sample_worker):
-    from gateway_app.processes import wait_until
 
-    gateway = stack.start_gateway(GENAPI_DETAIL_ERROR="1")
-    wait_until(lambda: gateway.sees_node(stack.node_of(sample_worker)), 10, "gateway sees the worker")
+    gateway = stack.start_gateway(sample_worker, GENAPI_DETAIL_ERROR="1")
     return gateway
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from gateway_app.auth import mint_token
-from gateway_app.processes import wait_until
 
 from .conftest import SECRET, call, request
 
@@ -60,8 +59,7 @@ def test_public_endpoint_is_off_by_default(gateway):
 
 @pytest.fixture(scope="module")
 def public_gateway(stack, sample_worker):
-    gateway = stack.start_gateway(GENAPI_PUBLIC_WS="1")
-    wait_until(lambda: gateway.sees_node(stack.node_of(sample_worker)), 10, "gateway sees the worker")
+    gateway = stack.start_gateway(sample_worker, GENAPI_PUBLIC_WS="1")
     return gateway
 
 

@@ -15,8 +15,7 @@ from .conftest import call, request
 
 @pytest.fixture
 def own_gateway(stack, sample_worker):
-    gateway = stack.start_gateway()
-    wait_until(lambda: gateway.sees_node(stack.node_of(sample_worker)), 10, "gateway sees the worker")
+    gateway = stack.start_gateway(sample_worker)
     return gateway
 
 

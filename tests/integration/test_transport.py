@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from gateway_app.processes import wait_until
-
 from .conftest import call, request
 
 
@@ -14,8 +12,7 @@ def test_compression_is_declined_by_default(ws):
 
 
 def test_compression_can_be_switched_on(stack, sample_worker):
-    gateway = stack.start_gateway(GENAPI_WS_COMPRESSION="1")
-    wait_until(lambda: gateway.sees_node(stack.node_of(sample_worker)), 10, "gateway sees the worker")
+    gateway = stack.start_gateway(sample_worker, GENAPI_WS_COMPRESSION="1")
     with gateway.connect() as ws:
         assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
         assert call(ws, request("echo", {"text": "z" * 2000}))["result"]["text"] == "z" * 2000

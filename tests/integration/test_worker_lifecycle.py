@@ -36,9 +36,7 @@ def _wait_for_unavailable(ws, deadline_s: float) -> float:
 
 def test_stopped_worker_gives_service_unavailable_at_once(fresh_stack):
     worker = fresh_stack.start_worker("tests.services.late")
-    gateway = fresh_stack.start_gateway()
-    node = fresh_stack.node_of(worker)
-    wait_until(lambda: gateway.sees_node(node), 10, "gateway sees the worker")
+    gateway = fresh_stack.start_gateway(worker)
     with gateway.connect() as ws:
         assert call(ws, HELLO)["result"] == "hello ada"
         assert fresh_stack.stop(worker) == 0  # warm shutdown leaves the registry
@@ -49,8 +47,7 @@ def test_stopped_worker_gives_service_unavailable_at_once(fresh_stack):
 def test_killed_worker_expires_within_its_ttl(fresh_stack):
     fast = {"GENAPI_HEARTBEAT_MS": "300", "GENAPI_NODE_TTL_MS": "1000"}
     worker = fresh_stack.start_worker("tests.services.late", **fast)
-    gateway = fresh_stack.start_gateway(**fast)
-    wait_until(lambda: gateway.sees_node(fresh_stack.node_of(worker)), 10, "gateway sees the worker")
+    gateway = fresh_stack.start_gateway(worker, **fast)
     node = fresh_stack.node_of(worker)
     with gateway.connect() as ws:
         assert call(ws, HELLO)["result"] == "hello ada"
@@ -66,8 +63,7 @@ def test_killed_worker_expires_within_its_ttl(fresh_stack):
 
 def test_a_new_worker_replaces_a_stopped_one(fresh_stack):
     first = fresh_stack.start_worker("tests.services.late")
-    gateway = fresh_stack.start_gateway()
-    wait_until(lambda: gateway.sees_node(fresh_stack.node_of(first)), 10, "gateway sees the worker")
+    gateway = fresh_stack.start_gateway(first)
     fresh_stack.stop(first)
     second = fresh_stack.start_worker("tests.services.late")
     assert fresh_stack.node_of(second) != fresh_stack.node_of(first)
@@ -79,10 +75,8 @@ def test_a_new_worker_replaces_a_stopped_one(fresh_stack):
 def test_two_workers_on_one_host_get_distinct_names_and_share_the_queue(fresh_stack):
     first = fresh_stack.start_worker("tests.services.late")
     second = fresh_stack.start_worker("tests.services.late")
-    nodes = {fresh_stack.node_of(first), fresh_stack.node_of(second)}
-    assert len(nodes) == 2
-    gateway = fresh_stack.start_gateway()
-    wait_until(lambda: all(gateway.sees_node(n) for n in nodes), 10, "gateway sees both workers")
+    assert fresh_stack.node_of(first) != fresh_stack.node_of(second)
+    gateway = fresh_stack.start_gateway(first, second)
     with gateway.connect() as ws:
         for i in range(10):
             assert call(ws, request("hello", {"name": str(i)}, service="late"))["result"] == f"hello {i}"
@@ -93,9 +87,7 @@ def test_function_only_some_workers_serve_is_routed_to_them(fresh_stack):
     function go to the new worker's direct queue instead of timing out in the old one."""
     old = fresh_stack.start_worker("tests.services.late")
     new = fresh_stack.start_worker("tests.services.late_next")
-    gateway = fresh_stack.start_gateway()
-    nodes = [fresh_stack.node_of(old), fresh_stack.node_of(new)]
-    wait_until(lambda: all(gateway.sees_node(n) for n in nodes), 10, "gateway sees both workers")
+    gateway = fresh_stack.start_gateway(old, new)
     with gateway.connect() as ws:
         for i in range(10):
             frame = call(ws, request("goodbye", {"name": str(i)}, service="late", request_id=i))
@@ -105,8 +97,7 @@ def test_function_only_some_workers_serve_is_routed_to_them(fresh_stack):
 
 def test_periodic_refresh_catches_changes_without_a_notification(fresh_stack):
     worker = fresh_stack.start_worker("tests.services.late")
-    gateway = fresh_stack.start_gateway(GENAPI_REFRESH_MS="500")
-    wait_until(lambda: gateway.sees_node(fresh_stack.node_of(worker)), 10, "gateway sees the worker")
+    gateway = fresh_stack.start_gateway(worker, GENAPI_REFRESH_MS="500")
     with gateway.connect() as ws:
         assert call(ws, HELLO)["result"] == "hello ada"
         field = "late|hello|"
@@ -120,8 +111,7 @@ def test_periodic_refresh_catches_changes_without_a_notification(fresh_stack):
 def test_call_without_deadline_is_answered_when_its_worker_dies(fresh_stack):
     fast = {"GENAPI_HEARTBEAT_MS": "300", "GENAPI_NODE_TTL_MS": "1000"}
     worker = fresh_stack.start_worker("tests.services.late", **fast)
-    gateway = fresh_stack.start_gateway(**fast)
-    wait_until(lambda: gateway.sees_node(fresh_stack.node_of(worker)), 10, "gateway sees the worker")
+    gateway = fresh_stack.start_gateway(worker, **fast)
     with gateway.connect() as ws:
         ws.send(json.dumps(request("wait_forever", {"mark": "forever-started"}, service="late",
                                    request_id="forever")))
