@@ -94,6 +94,13 @@ class Phase:
         self.redis_usec += other.redis_usec
         self.queue_depth += other.queue_depth
 
+    def record(self, started_ns: int, ok: bool) -> None:
+        """One call that started at ``started_ns`` (perf_counter_ns) ended, well or not."""
+        if ok:
+            self.latencies.append(time.perf_counter_ns() - started_ns)
+        else:
+            self.errors += 1
+
     @property
     def count(self) -> int:
         return len(self.latencies)
@@ -437,10 +444,7 @@ def timed(call: Callable[[int], bool], value: int, phase: Phase) -> None:
         ok = call(value)
     except Exception:
         ok = False
-    if ok:
-        phase.latencies.append(time.perf_counter_ns() - t0)
-    else:
-        phase.errors += 1
+    phase.record(t0, ok)
 
 
 # ---------------------------------------------------------------------------- (c) the gateway
@@ -484,10 +488,7 @@ class WsCaller:
                 ok = await self.call(ws, value) == value
         except Exception:
             ok = False
-        if ok:
-            phase.latencies.append(time.perf_counter_ns() - t0)
-        else:
-            phase.errors += 1
+        phase.record(t0, ok)
 
     def seq(self, count: int, warmup: int, max_seconds: float, ping: bool = False):
         async def go(phase: Phase, meter: Meter) -> None:
