@@ -106,4 +106,7 @@ def for_broker(broker_url: str, app_factory) -> Dispatcher:
     """The fast path for Redis brokers; Celery's ``send_task`` for the others."""
     if broker_url.startswith(("redis://", "rediss://", "unix://")):
         return RedisQueueDispatcher(broker_url)
-    return CeleryDispatcher(app_factory())
+    app = app_factory()
+    # send_task builds an AsyncResult; keep one backend object, not one per greenlet
+    app.conf.result_backend_thread_safe = True
+    return CeleryDispatcher(app)
