@@ -17,6 +17,7 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from .celery_app import create_celery_app
+from .errors import FunConfigError
 from .genapi import Function, GenApi
 from .protocol import Keys, service_queue
 from .registry import Registry
@@ -29,7 +30,14 @@ log = logging.getLogger("genapi.worker")
 def load_services(module_names: list[str]) -> list[GenApi]:
     """Import the modules and return the GenApi services they define (at least one)."""
     for name in module_names:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except FunConfigError as exc:
+            raise SystemExit(f"genapi worker: {exc}") from None
+        except ImportError as exc:
+            if getattr(exc, "name", None) and name.startswith(exc.name):
+                raise SystemExit(f"genapi worker: cannot import {name!r}: {exc}") from None
+            raise  # the module exists but one of its own imports failed: show the traceback
     services = [api for api in GenApi.instances() if len(api)]
     if not services:
         raise SystemExit(f"genapi worker: no GenApi functions found in {', '.join(module_names)}")

@@ -190,3 +190,17 @@ def test_worker_argv_does_not_modify_input(services):
 def test_worker_argv_rejects_a_queue_flag_without_value():
     with pytest.raises(SystemExit, match="-Q needs a value"):
         worker_argv([GenApi("lonely")], ["-Q"])
+
+
+def test_worker_reports_a_missing_module_without_a_traceback():
+    from workers.worker import load_services
+
+    with pytest.raises(SystemExit, match="cannot import 'no_such_module_here'"):
+        load_services(["no_such_module_here"])
+
+
+def test_worker_reports_an_invalid_config_naming_the_field():
+    from workers.worker import load_services
+
+    with pytest.raises(SystemExit, match="timeout: timeout must be an integer number of milliseconds"):
+        load_services(["tests.services.broken_config"])
