@@ -14,7 +14,7 @@ import threading
 
 import redis
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from .celery_app import create_celery_app
 from .errors import FunConfigError
@@ -58,6 +58,9 @@ class Presence:
         self.node_id: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._leave_lock = threading.Lock()
+        self._left = False
+        self._gone = threading.Event()
 
     def start(self, node_id: str) -> None:
         self.node_id = node_id
@@ -84,6 +87,12 @@ class Presence:
                 log.warning("heartbeat failed: %s", exc)
 
     def stop(self) -> None:
+        """Stop the heartbeat and leave the registry (once, however often it is called)."""
+        with self._leave_lock:
+            if self._left:
+                self._gone.wait(10)  # another thread is leaving: let it finish first
+                return
+            self._left = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -93,6 +102,7 @@ class Presence:
                 log.info("node %s left the registry", self.node_id)
             except redis.RedisError as exc:
                 log.warning("could not leave the registry (%s); the node expires by TTL", exc)
+        self._gone.set()
 
 
 def build_app(settings: Settings, services: list[GenApi]) -> Celery:
@@ -139,8 +149,15 @@ def run_worker(module_names: list[str], celery_args: list[str], settings: Settin
     def _ready(sender=None, **kwargs):
         presence.start(sender.hostname)
 
+    @worker_shutting_down.connect(weak=False)
+    def _shutting_down(sender=None, **kwargs):
+        # Celery calls this from its signal handler, as the warm shutdown begins: leave now
+        # (the worker takes no new calls while it finishes the running ones), in a thread so
+        # the handler does not block on Redis
+        threading.Thread(target=presence.stop, name="genapi-leave", daemon=True).start()
+
     @worker_shutdown.connect(weak=False)
     def _shutdown(sender=None, **kwargs):
-        presence.stop()
+        presence.stop()  # a no-op if the thread above already left
 
     app.worker_main(worker_argv(services, celery_args))

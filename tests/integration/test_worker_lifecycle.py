@@ -121,3 +121,19 @@ def test_call_without_deadline_is_answered_when_its_worker_dies(fresh_stack):
         assert frame == {"request_id": "forever", "result": None, "success": False,
                          "error": "Service temporarily unavailable", "async": False, "has_more": False,
                          "can_retry": True}
+
+
+def test_worker_leaves_when_shutdown_begins_and_finishes_its_call(fresh_stack):
+    worker = fresh_stack.start_worker("tests.services.late")
+    gateway = fresh_stack.start_gateway(worker)
+    node = fresh_stack.node_of(worker)
+    with gateway.connect() as ws:
+        ws.send(json.dumps(request("slow_hello", {"mark": "slow-started"}, service="late", request_id="slow")))
+        wait_until(lambda: fresh_stack.redis.get("slow-started") is not None, 10, "the call started")
+        worker.send_signal(signal.SIGTERM)
+        # gone from the registry while the call still runs: no new calls are routed to it
+        wait_until(lambda: not gateway.sees_node(node), 1.5, "the node leaves at once", interval=0.05)
+        assert worker.poll() is None
+        frame = json.loads(ws.recv(timeout=10))
+        assert frame["request_id"] == "slow" and frame["result"] == "slow hello"
+    assert worker.wait(15) == 0

@@ -20,3 +20,16 @@ def wait_forever(mark):
 
     redis.Redis.from_url(os.environ["GENAPI_REDIS_URL"]).set(mark, "started", ex=60)
     time.sleep(600)
+
+
+@api.function("slow_hello", arg_types={"mark": "string"}, timeout=20000)
+def slow_hello(mark):
+    """Marks Redis when it starts, then takes two seconds."""
+    import os
+    import time
+
+    import redis
+
+    redis.Redis.from_url(os.environ["GENAPI_REDIS_URL"]).set(mark, "started", ex=60)
+    time.sleep(2)
+    return "slow hello"
