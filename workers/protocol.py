@@ -65,10 +65,6 @@ def response(
     }
 
 
-def result_frame(request_id: Any, result: Any) -> dict:
-    return response(request_id, result=result, success=True)
-
-
 def error_frame(request_id: Any, error: str, can_retry: bool = False) -> dict:
     return response(request_id, error=error, can_retry=can_retry)
 
