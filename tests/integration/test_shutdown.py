@@ -19,6 +19,11 @@ def own_gateway(stack, sample_worker):
     return gateway
 
 
+def _wait_dispatched(gateway) -> None:
+    """The call is in the gateway's pending table (sent to the worker) before SIGTERM."""
+    wait_until(lambda: gateway.health()["pending"] == 1, 10, "the gateway dispatched the call", interval=0.02)
+
+
 def _close_code(ws) -> int:
     with pytest.raises(ConnectionClosed) as closed:
         ws.recv(timeout=10)
@@ -28,6 +33,7 @@ def _close_code(ws) -> int:
 def test_call_in_flight_is_answered_before_the_socket_closes(own_gateway):
     with own_gateway.connect() as ws:
         ws.send(json.dumps(request("nap", {"ms": 1000}, request_id="inflight")))
+        _wait_dispatched(own_gateway)
         own_gateway.process.send_signal(signal.SIGTERM)
         frame = json.loads(ws.recv(timeout=10))
         assert frame["request_id"] == "inflight" and frame["result"] == "slept 1000 ms"
@@ -38,6 +44,7 @@ def test_call_in_flight_is_answered_before_the_socket_closes(own_gateway):
 def test_new_calls_are_refused_and_slow_ones_answered_unavailable(own_gateway):
     with own_gateway.connect() as ws:
         ws.send(json.dumps(request("nap", {"ms": 8000}, request_id="too-slow")))
+        _wait_dispatched(own_gateway)
         own_gateway.process.send_signal(signal.SIGTERM)
         wait_until(lambda: call(ws, request("add", {"a": 1, "b": 1}, request_id="new"))["error"]
                    == "Service temporarily unavailable", 5, "the gateway refuses new calls")
