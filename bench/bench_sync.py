@@ -1,48 +1,49 @@
 #!/usr/bin/env python
-"""Sync-call benchmark: the gateway against its floors, in one run, on one machine.
+"""Sync-call benchmark: the gateway against plain Celery, in one run, on one machine.
 
     python bench/bench_sync.py [--requests N] [--clients 50] [--pool prefork] [--concurrency N] [--pin]
 
-One fresh ``redis-server`` (free port, temp dir), one ``genapi worker bench.bench_service``
-and one ``genapi gateway`` are started; every process is stopped by PID at the end. Then:
+One fresh ``redis-server`` (free port, temp dir) is started, and on it:
+
+- the floor, plain Celery as a user runs it: ``python -m celery -A bench.plain_celery worker
+  -P solo``, a minimal app of its own (``bench/plain_celery.py``: JSON, Redis broker and
+  result backend on database 1, Celery's defaults otherwise, no task events, no GenApi code);
+- ``genapi worker bench.bench_service`` (task events on) and ``genapi gateway`` on database 0.
+
+Every process is stopped by PID at the end. The callers are of the same style on both sides:
+threads with blocking clients. Then:
 
 (a) Redis ``PING`` with redis-py, sequential;
-(b) plain Celery ``apply_async().get()`` of an echo task (``bench_plain.echo``, results
-    through the Redis result backend) on that worker: sequential, then ``--clients``
-    threads calling at once;
+(b) the floor: ``apply_async().get()`` of ``plain_celery.echo`` (results through the Redis
+    result backend): sequential, then ``--clients`` threads calling at once;
+(b-old) the former floor, for reference: the same with the plain task ``bench_plain.echo``
+    served by the gateway's own worker (events on), which flatters the gateway;
 (c) a sync call of the equivalent GenApi function (``bench.echo``) through the gateway over
-    a real WebSocket: sequential on one connection, then ``--clients`` connections each
-    sending one request at a time; and, for reference, (c0) the gateway's built-in ``ping``
-    (the WebSocket hop alone, no Celery).
+    a real WebSocket with the blocking ``websockets.sync`` client: sequential on one
+    connection, then ``--clients`` threads, each with its own connection and one request at
+    a time; and, for reference, (c0) the gateway's built-in ``ping`` (the WebSocket hop
+    alone, no Celery).
 
 It prints p50, p99 and throughput of each, the ratios (c)/(b) against the targets (p50
 ratio <= 1.2, throughput ratio >= 1.0), the CPU each process spends per call, the Redis
-commands per call, the service queue's length, and where a sequential round trip's time
-goes (legs timed with the wall clock the worker returns). Sequential and concurrent phases
-of (b) and (c) alternate in ``--rounds`` rounds so drift hits both. ``--pin`` fixes the CPU
+commands per call, the queue's length, and where a sequential round trip's time goes (legs
+timed with the wall clock the worker returns). Sequential and concurrent phases of (b),
+(b-old) and (c) alternate in ``--rounds`` rounds so drift hits all. ``--pin`` fixes the CPU
 placement (see docs/performance.md: on a 2-core VM it decides the solo worker's throughput).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
-import json
-import math
+import importlib
 import os
 import platform
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,226 +52,37 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
-from websockets.asyncio.client import connect  # noqa: E402
 
 from bench import bench_service  # noqa: E402
+from bench.callers import CeleryCaller, Stamp, WsCaller, concurrent, sequential  # noqa: E402
+from bench.measure import Meter, Phase, Profiler, group_tasks, machine_busy, pin  # noqa: E402
 from gateway_app import processes  # noqa: E402
 from gateway_app.auth import mint_token  # noqa: E402
 from workers.celery_app import create_celery_app  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
 SECRET = "bench-secret-key"
-CALL_TIMEOUT = 10.0  # seconds; one call slower than this is an error
 TARGET_P50_RATIO = 1.2
 TARGET_THROUGHPUT_RATIO = 1.0
 DEFAULT_PIN = "redis=0,worker=0,gateway=1,client=1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-# ---------------------------------------------------------------------------- measurements
-
-
-@dataclass
-class Phase:
-    """One measured phase: latencies (ns) of the calls that succeeded, wall time, costs."""
-
-    name: str
-    latencies: list[int] = field(default_factory=list)
-    elapsed: float = 0.0
-    errors: int = 0
-    cpu: dict[str, float] = field(default_factory=dict)  # seconds per component
-    commands: dict[str, int] = field(default_factory=dict)  # Redis calls per command
-    redis_usec: int = 0
-    queue_depth: list[int] = field(default_factory=list)  # samples of the service queue's length
-
-    def add(self, other: Phase) -> None:
-        self.latencies += other.latencies
-        self.elapsed += other.elapsed
-        self.errors += other.errors
-        for key, value in other.cpu.items():
-            self.cpu[key] = self.cpu.get(key, 0.0) + value
-        for key, value in other.commands.items():
-            self.commands[key] = self.commands.get(key, 0) + value
-        self.redis_usec += other.redis_usec
-        self.queue_depth += other.queue_depth
-
-    def record(self, started_ns: int, ok: bool) -> None:
-        """One call that started at ``started_ns`` (perf_counter_ns) ended, well or not."""
-        if ok:
-            self.latencies.append(time.perf_counter_ns() - started_ns)
-        else:
-            self.errors += 1
-
-    @property
-    def count(self) -> int:
-        return len(self.latencies)
-
-    def percentile(self, q: float) -> float:
-        """Nearest-rank percentile in milliseconds."""
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-        return ordered[rank - 1] / 1e6
-
-    @property
-    def throughput(self) -> float:
-        return self.count / self.elapsed if self.elapsed else float("nan")
-
-
-def group_cpu(pgid: int) -> float:
-    """CPU seconds (user + system) of the live processes of one process group."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                rest = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(rest[2]) == pgid:  # field 5: pgrp; fields 14/15: utime/stime
-            total += int(rest[11]) + int(rest[12])
-    return total / CLK_TCK
-
-
-def group_tasks(pgid: int) -> list[int]:
-    """Thread ids of every live process in a process group."""
-    tids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                if int(stat.read().rsplit(")", 1)[1].split()[2]) != pgid:
-                    continue
-            tids += [int(t) for t in os.listdir(f"/proc/{entry}/task")]
-        except OSError:
-            continue
-    return tids
-
-
-def pin(tids: list[int], cpu: int) -> None:
-    """Keep these threads on one CPU (threads they start later inherit it)."""
-    for tid in tids:
-        try:
-            os.sched_setaffinity(tid, {cpu})
-        except OSError:
-            pass  # the thread ended meanwhile
-
-
-def self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def machine_cpu() -> tuple[float, float]:
-    """CPU seconds of the whole machine so far: (processes: user+nice+system, interrupts: irq+softirq)."""
-    with open("/proc/stat") as stat:
-        ticks = [int(v) for v in stat.readline().split()[1:8]]
-    user, nice, system, _idle, _iowait, irq, softirq = ticks
-    return (user + nice + system) / CLK_TCK, (irq + softirq) / CLK_TCK
-
-
-def machine_busy(seconds: float = 1.0) -> float:
-    """How many cores the machine keeps busy (processes + interrupts) over ``seconds``."""
-    before, wall = sum(machine_cpu()), time.monotonic()
-    time.sleep(seconds)
-    return (sum(machine_cpu()) - before) / (time.monotonic() - wall)
-
-
-class Meter:
-    """Around a timed window: CPU per process, Redis command counters, the service queue's
-    length (sampled every 20 ms by a thread of its own), and optionally py-spy profiles."""
-
-    def __init__(self, client: redis.Redis, groups: dict[str, int], profiler: Profiler | None = None) -> None:
-        self.client = client
-        self.groups = groups  # component -> process group id
-        self.profiler = profiler
-        self._sampler: threading.Thread | None = None
-        self._sampling = threading.Event()
-
-    def _snapshot(self) -> tuple[dict[str, float], dict[str, tuple[int, int]]]:
-        cpu = {name: group_cpu(pgid) for name, pgid in self.groups.items()}
-        cpu["bench client"] = self_cpu()
-        # the rest of the machine (processes + interrupts): ~0 unless something else runs
-        cpu["other"] = sum(machine_cpu()) - sum(cpu.values())
-        stats = {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
-                 for name, v in self.client.info("commandstats").items()}
-        return cpu, stats
-
-    def begin(self, phase: Phase) -> None:
-        """Call right before the timed window opens."""
-        if self.profiler is not None:
-            self.profiler.start(phase.name)
-        self._sampling.set()
-        self._sampler = threading.Thread(target=self._sample_queue, args=(phase,), daemon=True)
-        self._sampler.start()
-        self._start = self._snapshot()
-
-    def end(self, phase: Phase) -> None:
-        """Call right after the timed window closes: the costs go into ``phase``."""
-        cpu1, stats1 = self._snapshot()
-        self._sampling.clear()
-        self._sampler.join()
-        if self.profiler is not None:
-            self.profiler.stop()
-        cpu0, stats0 = self._start
-        phase.cpu = {name: cpu1[name] - cpu0[name] for name in cpu1}
-        for name, (calls, usec) in stats1.items():
-            before = stats0.get(name, (0, 0))
-            calls -= before[0] + (name == "info")  # the INFO of begin() counts in this one
-            if calls > 0:
-                phase.commands[name] = calls
-            phase.redis_usec += usec - before[1]
-        phase.commands.pop("llen", None)  # the sampler's own
-
-    def _sample_queue(self, phase: Phase) -> None:
-        while self._sampling.is_set():
-            phase.queue_depth.append(self.client.llen(bench_service.QUEUE))
-            time.sleep(0.02)
-
-
-class Profiler:
-    """py-spy (``record --nonblocking``, collapsed stacks) on each process during each timed window."""
-
-    def __init__(self, py_spy: str, outdir: Path, pids: dict[str, tuple[int, bool]]) -> None:
-        self.py_spy = py_spy
-        self.outdir = outdir
-        self.pids = pids
-        self.running: list[subprocess.Popen] = []
-        self.seen: dict[str, int] = {}
-
-    def start(self, phase: str) -> None:
-        self.seen[phase] = self.seen.get(phase, 0) + 1
-        for name, (pid, children) in self.pids.items():
-            out = self.outdir / f"{phase}-{self.seen[phase]}-{name.replace(' ', '_')}.txt"
-            argv = [self.py_spy, "record", "--nonblocking", "--format", "raw", "--rate", "250",
-                    "--pid", str(pid), "--output", str(out)] + (["--subprocesses"] if children else [])
-            self.running.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        time.sleep(1.0)  # py-spy attaches
-
-    def stop(self) -> None:
-        for process in self.running:
-            process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        for process in self.running:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.running.clear()
+PLAIN_MODULE = "bench.plain_celery"
+PLAIN_DB = 1  # the plain Celery app's own Redis database: its keys and queues never meet the gateway's
+PLAIN_QUEUE = "celery"  # Celery's default queue
+PLAIN_URL_ENV = "BENCH_PLAIN_CELERY_URL"  # read by bench/plain_celery.py: its broker and result backend
 
 
 # ---------------------------------------------------------------------------- the stack
 
 
 class Stack:
-    """redis-server, one worker, one gateway; stopped by PID in :meth:`stop`."""
+    """redis-server, the plain Celery worker, the genapi worker and one gateway; stopped by PID
+    in :meth:`stop`."""
 
     def __init__(self, workdir: Path, pool: str, concurrency: int, gateway_workers: int) -> None:
         self.workdir = workdir
         self.worker_options = ["-P", pool] + ([] if pool == "solo" or concurrency is None else ["-c", str(concurrency)])
+        self.plain_argv = [sys.executable, "-m", "celery", "-A", PLAIN_MODULE, "worker", "-P", "solo",
+                           "-l", "warning", "-n", "plain@%h"]
         self.gateway_workers = gateway_workers
         self.started: list[tuple[str, subprocess.Popen]] = []
         self.redis_port = processes.free_port()
@@ -278,9 +90,10 @@ class Stack:
         if 6379 in (self.redis_port, self.gateway_port):
             raise SystemExit("bench: refusing to use port 6379 (the machine's own Redis); run again")
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.plain_url = f"redis://127.0.0.1:{self.redis_port}/{PLAIN_DB}"
 
-    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
-        with open(self.workdir / f"{name}.log", "ab") as log:
+    def _spawn(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
+        with open(self.workdir / f"{name.replace(' ', '-')}.log", "ab") as log:
             process = processes.spawn(argv, env=env, log=log, cwd=str(ROOT))
         self.started.append((name, process))
         return process
@@ -291,6 +104,12 @@ class Stack:
                    PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
         return env
 
+    def plain_env(self) -> dict:
+        """What a user's shell would have: the broker URL, no GenApi settings (cwd is the project)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GENAPI_")}
+        env[PLAIN_URL_ENV] = self.plain_url
+        return env
+
     def start(self) -> None:
         with open(self.workdir / "redis.log", "ab") as log:
             server = processes.start_redis(self.redis_port, self.workdir, log=log)
@@ -298,29 +117,35 @@ class Stack:
         client = redis.Redis(port=self.redis_port)
         processes.wait_until(lambda: client.ping(), 10, "redis-server", server)
         client.close()
+        self.plain_worker = self._spawn("plain worker", self.plain_argv, self.plain_env())
         self.worker = self._spawn("worker", [sys.executable, "-m", "gateway_app", "worker", "bench.bench_service",
                                              *self.worker_options], self.env())
         self.gateway = self._spawn("gateway", [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1",
                                                "--port", str(self.gateway_port),
                                                "--workers", str(self.gateway_workers)], self.env())
+        # the bench's own client of the plain app: the same module, the same URL from the environment
+        os.environ[PLAIN_URL_ENV] = self.plain_url
+        self.plain = importlib.import_module(PLAIN_MODULE)
         deadline = time.monotonic() + 60
-        while True:  # the gateway answers and lists the worker as a live node
-            for name, process in self.started:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.workdir}/{name}.log")
-            try:
-                if self.health()["nodes"]:
-                    return
-            except OSError:
-                pass
+        while not self.gateway_serves():  # a real call through the gateway comes back from the worker
+            self.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the gateway did not list the worker within 60 s; see {self.workdir}")
-            time.sleep(0.1)
+                raise TimeoutError(f"no echo call through the gateway succeeded within 60 s; see {self.workdir}")
+            time.sleep(0.2)
+        processes.wait_until(lambda: self.plain.app.control.ping(timeout=0.5), 60, "the plain Celery worker",
+                             self.plain_worker)
 
-    def health(self) -> dict:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{self.gateway_port}/healthz", timeout=2) as reply:
-            return json.load(reply)
+    def check_alive(self) -> None:
+        for name, process in self.started:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.workdir}")
+
+    def gateway_serves(self) -> bool:
+        try:
+            with WsCaller(self.ws_url(), bench_service.SERVICE, None).session() as call:
+                return call(1)
+        except Exception:
+            return False
 
     def groups(self) -> dict[str, int]:
         return {name: process.pid for name, process in self.started}
@@ -354,210 +179,6 @@ def bench_ping(client: redis.Redis, count: int, max_seconds: float):
     return body
 
 
-# ---------------------------------------------------------------------------- (b) plain Celery
-
-
-class CeleryCaller:
-    """``apply_async().get()`` of the plain echo task, from any thread (backends are per thread)."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.app = create_celery_app(Settings(redis_url=redis_url, broker_url=redis_url), name="bench-client")
-        self.echo = self.app.tasks[bench_service.PLAIN_ECHO]
-        self.stamp = self.app.tasks[bench_service.PLAIN_STAMP]
-        if self.echo.ignore_result:
-            raise RuntimeError("the plain echo task ignores its result: the floor would not be a round trip")
-
-    def call(self, value: int) -> bool:
-        result = self.echo.apply_async(kwargs={"value": value}, queue=bench_service.QUEUE)
-        return result.get(timeout=CALL_TIMEOUT) == value
-
-    def stamped(self, value: int) -> tuple[float, float, float, float]:
-        """(call starts, apply_async returned: message published, function starts, result received)."""
-        sent = time.time()
-        result = self.stamp.apply_async(kwargs={"value": value}, queue=bench_service.QUEUE)
-        published = time.time()
-        reply = result.get(timeout=CALL_TIMEOUT)
-        return sent, published, reply["t"], time.time()
-
-    def close(self) -> None:
-        self.app.close()
-
-    def seq(self, count: int, warmup: int, max_seconds: float):
-        def body(phase: Phase, meter: Meter) -> None:
-            for i in range(warmup):
-                self.call(i)
-            meter.begin(phase)
-            deadline = time.monotonic() + max_seconds
-            start = time.perf_counter()
-            for i in range(count):
-                timed(self.call, i, phase)
-                if time.monotonic() > deadline:
-                    break
-            phase.elapsed = time.perf_counter() - start
-            meter.end(phase)
-        return body
-
-    def concurrent(self, clients: int, count: int, warmup: int, max_seconds: float):
-        def body(phase: Phase, meter: Meter) -> None:
-            tickets = itertools.count()
-            lock = threading.Lock()
-            clock: dict[str, float] = {}
-
-            def go() -> None:  # run once, by the last thread to reach the barrier
-                meter.begin(phase)
-                clock["deadline"] = time.monotonic() + max_seconds
-                clock["start"] = time.perf_counter()
-
-            ready = threading.Barrier(clients, action=go)
-            mine = [Phase("") for _ in range(clients)]
-
-            def run(own: Phase) -> None:
-                for i in range(warmup):  # also connects this thread's result backend
-                    self.call(i)
-                ready.wait()
-                while True:
-                    with lock:
-                        ticket = next(tickets)
-                    if ticket >= count or time.monotonic() > clock["deadline"]:
-                        return
-                    timed(self.call, ticket, own)
-
-            threads = [threading.Thread(target=run, args=(own,), daemon=True) for own in mine]
-            for thread in threads:
-                thread.start()
-            limit = time.monotonic() + max_seconds + CALL_TIMEOUT + 60
-            for thread in threads:
-                thread.join(max(0.0, limit - time.monotonic()))
-            if any(thread.is_alive() for thread in threads):
-                raise RuntimeError("Celery callers did not finish in time")
-            phase.elapsed = time.perf_counter() - clock["start"]
-            meter.end(phase)
-            for own in mine:
-                phase.latencies += own.latencies
-                phase.errors += own.errors
-        return body
-
-
-def timed(call: Callable[[int], bool], value: int, phase: Phase) -> None:
-    t0 = time.perf_counter_ns()
-    try:
-        ok = call(value)
-    except Exception:
-        ok = False
-    phase.record(t0, ok)
-
-
-# ---------------------------------------------------------------------------- (c) the gateway
-
-
-class WsCaller:
-    """Asyncio WebSocket clients on a loop in a background thread; the main thread waits.
-
-    The meter is read from the loop thread (blocking it briefly) outside the timed window.
-    """
-
-    def __init__(self, url: str, compression: str | None) -> None:
-        self.url = url
-        self.compression = compression
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="bench-ws", daemon=True)
-        self.thread.start()
-        self.ids = itertools.count()
-
-    def run(self, coroutine, timeout: float):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def connect(self):
-        return connect(self.url, compression=self.compression, proxy=None, max_size=None, open_timeout=30)
-
-    async def call(self, ws, value: int, request_type: str = "echo", service: str = bench_service.SERVICE):
-        request_id = str(next(self.ids))
-        await ws.send(json.dumps({"service": service, "request_type": request_type,
-                                  "request_id": request_id, "args": {"value": value}}))
-        frame = json.loads(await asyncio.wait_for(ws.recv(), CALL_TIMEOUT))
-        if frame.get("request_id") != request_id or not frame.get("success"):
-            raise RuntimeError(f"unexpected frame {frame}")
-        return frame["result"]
-
-    async def timed(self, ws, value: int, phase: Phase, ping: bool = False) -> None:
-        t0 = time.perf_counter_ns()
-        try:
-            if ping:  # answered by the gateway itself: the WebSocket hop without Celery
-                ok = await self.call(ws, value, "ping", "gateway") == "pong"
-            else:
-                ok = await self.call(ws, value) == value
-        except Exception:
-            ok = False
-        phase.record(t0, ok)
-
-    def seq(self, count: int, warmup: int, max_seconds: float, ping: bool = False):
-        async def go(phase: Phase, meter: Meter) -> None:
-            async with self.connect() as ws:
-                for i in range(warmup):
-                    await self.call(ws, i)
-                meter.begin(phase)
-                deadline = time.monotonic() + max_seconds
-                start = time.perf_counter()
-                for i in range(count):
-                    await self.timed(ws, i, phase, ping)
-                    if time.monotonic() > deadline:
-                        break
-                phase.elapsed = time.perf_counter() - start
-                meter.end(phase)
-
-        return lambda phase, meter: self.run(go(phase, meter), max_seconds + CALL_TIMEOUT + 60)
-
-    def concurrent(self, clients: int, count: int, warmup: int, max_seconds: float):
-        async def go(phase: Phase, meter: Meter) -> None:
-            sockets = []
-            try:
-                for _ in range(clients):
-                    sockets.append(await self.connect())
-
-                async def warm(ws) -> None:
-                    for i in range(warmup):
-                        await self.call(ws, i)
-
-                await asyncio.gather(*(warm(ws) for ws in sockets))
-                tickets = itertools.count()
-
-                async def client(ws) -> None:
-                    while (ticket := next(tickets)) < count and time.monotonic() <= deadline:
-                        await self.timed(ws, ticket, phase)
-
-                meter.begin(phase)
-                deadline = time.monotonic() + max_seconds
-                start = time.perf_counter()
-                await asyncio.gather(*(client(ws) for ws in sockets))
-                phase.elapsed = time.perf_counter() - start
-                meter.end(phase)
-            finally:
-                await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-
-        return lambda phase, meter: self.run(go(phase, meter), max_seconds + CALL_TIMEOUT + 120)
-
-    def stamped(self, count: int, max_seconds: float) -> list[tuple[float, float, float, float]]:
-        """(call starts, the gateway dispatches it, function starts, result received) per call."""
-        async def go() -> list[tuple[float, float, float, float]]:
-            out = []
-            deadline = time.monotonic() + max_seconds
-            async with self.connect() as ws:
-                for i in range(count):
-                    if time.monotonic() > deadline:
-                        break
-                    sent = time.time()
-                    reply = await self.call(ws, i, "stamp")
-                    out.append((sent, reply["dispatched"], reply["t"], time.time()))
-            return out
-
-        return self.run(go(), max_seconds + CALL_TIMEOUT + 30)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
 # ---------------------------------------------------------------------------- report
 
 
@@ -566,7 +187,7 @@ def median(values: list[float]) -> float:
     return ordered[len(ordered) // 2] if ordered else float("nan")
 
 
-def legs(samples: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
+def legs(samples: list[Stamp]) -> tuple[float, float, float, float]:
     """Median ms of each leg and of the round trip, from (start, midpoint, function starts, received)."""
     return (median([(m - s) * 1e3 for s, m, _, _ in samples]), median([(w - m) * 1e3 for _, m, w, _ in samples]),
             median([(r - w) * 1e3 for _, _, w, r in samples]), median([(r - s) * 1e3 for s, _, _, r in samples]))
@@ -581,44 +202,56 @@ def code_version() -> str:
 
 
 def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str, tuple]) -> None:
-    ping, b_seq, b_conc, c_seq, c_conc = (phases[k] for k in ("ping", "b_seq", "b_conc", "c_seq", "c_conc"))
+    b_seq, b_conc, c_seq, c_conc = (phases[k] for k in ("b_seq", "b_conc", "c_seq", "c_conc"))
+    n = args.clients
     print()
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC   machine: {platform.node()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
-    print(f"code: {code_version()}   machine busy before the run: {args.busy_before:.2f} cores"
+    print(f"code: {code_version()} in {ROOT}   machine busy before the run: {args.busy_before:.2f} cores"
           + ("  (NOT IDLE: numbers not comparable)" if args.busy_before > 0.15 else ""))
-    print(f"worker: genapi worker bench.bench_service {' '.join(stack.worker_options)} (events on: -E)   "
-          f"gateway: gunicorn -k gevent --workers {stack.gateway_workers}   "
-          f"ws compression: {args.ws_compression}   rounds: {args.rounds}   "
+    print(f"floor (b): {' '.join(['python'] + stack.plain_argv[1:])}   "
+          f"(own app, Redis db {PLAIN_DB}, JSON, no task events)")
+    print(f"gateway's worker: genapi worker bench.bench_service {' '.join(stack.worker_options)} (events on: -E)   "
+          f"gateway: gunicorn -k gevent --workers {stack.gateway_workers}")
+    print(f"callers: threads with blocking clients (Celery: apply_async().get(); gateway: websockets.sync, "
+          f"ws compression {args.ws_compression})   rounds: {args.rounds}   "
           f"placement: {'pinned ' + args.pin if args.pin else 'unpinned'}")
     print()
-    header = f"{'':52} {'calls':>6} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>8}"
+    width = 58
+    header = f"{'':{width}} {'calls':>6} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>8}"
     print(header)
     print("-" * len(header))
     rows = [
-        ("(a) redis-py PING, sequential", ping),
-        ("(c0) gateway built-in ping (WebSocket only), seq.", phases["ws_ping"]),
-        ("(b) Celery apply_async().get(), sequential", b_seq),
-        (f"(b) Celery apply_async().get(), {args.clients} threads", b_conc),
-        ("(c) gateway sync call over WebSocket, sequential", c_seq),
-        (f"(c) gateway sync call over WebSocket, {args.clients} clients", c_conc),
+        ("(a) redis-py PING, sequential", "ping"),
+        ("(c0) gateway built-in ping (WebSocket only), sequential", "ws_ping"),
+        ("(b) FLOOR plain Celery (own app, solo), sequential", "b_seq"),
+        (f"(b) FLOOR plain Celery (own app, solo), {n} threads", "b_conc"),
+        ("(b-old) old floor: task on genapi worker (-E), seq.", "old_seq"),
+        (f"(b-old) old floor: task on genapi worker (-E), {n} thr.", "old_conc"),
+        ("(c) gateway sync call over WebSocket, sequential", "c_seq"),
+        (f"(c) gateway sync call over WebSocket, {n} clients", "c_conc"),
     ]
+    rows = [(label, phases[key]) for label, key in rows if key in phases]
     for label, phase in rows:
-        print(f"{label:52} {phase.count:>6} {phase.errors:>4} {phase.percentile(50):>8.3f} "
+        print(f"{label:{width}} {phase.count:>6} {phase.errors:>4} {phase.percentile(50):>8.3f} "
               f"{phase.percentile(99):>8.3f} {phase.throughput:>8.0f}")
     p50_ratio = c_seq.percentile(50) / b_seq.percentile(50)
     tp_ratio = c_conc.throughput / b_conc.throughput
     print()
     print(f"p50 ratio (c)/(b), sequential:          {p50_ratio:.2f}   target <= {TARGET_P50_RATIO}   "
           f"{'MET' if p50_ratio <= TARGET_P50_RATIO else 'MISSED'}")
-    print(f"throughput ratio (c)/(b), {args.clients} clients:    {tp_ratio:.2f}   "
+    print(f"throughput ratio (c)/(b), {n} clients:    {tp_ratio:.2f}   "
           f"target >= {TARGET_THROUGHPUT_RATIO}   "
           f"{'MET' if tp_ratio >= TARGET_THROUGHPUT_RATIO else 'MISSED'}")
+    if "old_seq" in phases:
+        print(f"(for reference, against the old floor (b-old): p50 ratio "
+              f"{c_seq.percentile(50) / phases['old_seq'].percentile(50):.2f}, throughput ratio "
+              f"{c_conc.throughput / phases['old_conc'].throughput:.2f})")
 
     print()
-    components = ["redis", "worker", "gateway", "bench client", "other"]
-    names = ["redis", "worker", "gateway", "client", "other"]
-    header = (f"{'CPU ms per call':52} " + " ".join(f"{c:>7}" for c in names)
+    components = ["redis", "plain worker", "worker", "gateway", "bench client", "other"]
+    names = ["redis", "plain-w", "genapi-w", "gateway", "client", "other"]
+    header = (f"{'CPU ms per call':{width}} " + " ".join(f"{c:>8}" for c in names)
               + f" {'total':>7} {'cores':>6} {'queue':>6}")
     print(header)
     print("-" * len(header))
@@ -626,10 +259,13 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
         per = [phase.cpu.get(c, 0.0) * 1e3 / max(phase.count, 1) for c in components]
         cores = sum(phase.cpu.get(c, 0.0) for c in components) / phase.elapsed if phase.elapsed else float("nan")
         depth = sum(phase.queue_depth) / len(phase.queue_depth) if phase.queue_depth else float("nan")
-        print(f"{label:52} " + " ".join(f"{v:>7.3f}" for v in per) + f" {sum(per):>7.3f} {cores:>6.2f} {depth:>6.1f}")
-    print(f"(other: the rest of the machine, processes and interrupts — ~0 (+-0.1, accounting noise) unless "
+        print(f"{label:{width}} " + " ".join(f"{v:>8.3f}" for v in per)
+              + f" {sum(per):>7.3f} {cores:>6.2f} {depth:>6.1f}")
+    print(f"(plain-w: the plain Celery worker, serves (b); genapi-w: genapi worker, serves (b-old) and (c);\n"
+          f" other: the rest of the machine, processes and interrupts — ~0 (+-0.1, accounting noise) unless "
           f"something else runs;\n cores: all of it per second of wall time, of {os.cpu_count()}; "
-          f"queue: mean length of {bench_service.QUEUE}, sampled every 20 ms)")
+          f"queue: mean length of the queue the calls go through, sampled every 20 ms:\n "
+          f"{PLAIN_QUEUE} in db {PLAIN_DB} for (b), {bench_service.QUEUE} in db 0 for (b-old) and (c))")
 
     print()
     print("Redis commands per call (all of Redis in the window; heartbeats and liveness polls add < 0.01):")
@@ -637,7 +273,7 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
         calls = {k: v / max(phase.count, 1) for k, v in phase.commands.items() if v / max(phase.count, 1) >= 0.05}
         total = sum(phase.commands.values()) / max(phase.count, 1)
         shown = ", ".join(f"{k} {v:.1f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]))
-        print(f"  {label:50} {total:5.1f} (Redis busy {phase.redis_usec / max(phase.count, 1):.0f} us): {shown}")
+        print(f"  {label:{width}} {total:5.1f} (Redis busy {phase.redis_usec / max(phase.count, 1):.0f} us): {shown}")
 
     if stamps:
         print()
@@ -657,24 +293,30 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5000,
-                        help="calls per measurement of (b) and (c), sequential and concurrent; (a) does 5x "
-                             "(default 5000)")
+                        help="calls per measurement of (b), (b-old) and (c), sequential and concurrent; "
+                             "(a) does 5x (default 5000)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent callers / connections (default 50)")
     parser.add_argument("--pool", default="prefork", choices=["solo", "threads", "prefork", "gevent", "eventlet"],
-                        help="the worker's Celery pool (default prefork, what `genapi worker` runs by default)")
+                        help="the genapi worker's Celery pool (default prefork, what `genapi worker` runs by "
+                             "default); the floor's plain worker is always -P solo")
     parser.add_argument("--concurrency", type=int, default=None,
-                        help="worker concurrency for pools other than solo (default: Celery's, the number of CPUs)")
+                        help="genapi worker concurrency for pools other than solo (default: Celery's, the number "
+                             "of CPUs)")
     parser.add_argument("--gateway-workers", type=int, default=1, help="gunicorn worker processes (default 1)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternate (b) and (c) this many times (default 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternate (b), (b-old) and (c) this many times "
+                                                              "(default 2)")
+    parser.add_argument("--no-old-floor", dest="old_floor", action="store_false",
+                        help="skip (b-old), the plain task on the genapi worker")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured calls before each sequential phase")
     parser.add_argument("--stamps", type=int, default=300, help="calls of the stamp functions (0: skip)")
     parser.add_argument("--max-seconds", type=float, default=40.0, help="time cap of each measured phase")
     parser.add_argument("--ws-compression", choices=["deflate", "none"], default="deflate",
-                        help="permessage-deflate on the client (deflate is the default of websockets and browsers)")
+                        help="permessage-deflate offered by the client (deflate is the default of websockets and "
+                             "browsers; the gateway declines it unless configured)")
     parser.add_argument("--pin", nargs="?", const=DEFAULT_PIN, default=None, metavar="LAYOUT",
                         help="pin each process to one CPU, the same placement for (b) and (c) run after run; "
-                             f"LAYOUT names a CPU for redis, worker, gateway and client (this script), default "
-                             f"{DEFAULT_PIN}: the served side on one core, the callers on the other")
+                             f"LAYOUT names a CPU for redis, worker (both workers), gateway and client (this "
+                             f"script), default {DEFAULT_PIN}: the served side on one core, the callers on the other")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="record py-spy profiles (collapsed stacks) of each process in each phase into DIR; "
                              "the timings of such a run are perturbed")
@@ -695,11 +337,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # runs the finally blocks: every process is stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     workdir = Path(tempfile.mkdtemp(prefix="genapi-bench-"))
     stack = Stack(workdir, args.pool, args.concurrency, args.gateway_workers)
-    celery_caller = ws_caller = client = None
+    client = plain_client = old_app = profiler = None
     failed = True
     try:
         busy = args.busy_before = machine_busy()
@@ -710,74 +357,83 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         print(f"stack up in {time.monotonic() - started:.1f}s: redis :{stack.redis_port}, "
               f"gateway :{stack.gateway_port}, logs in {workdir}", flush=True)
+        groups = stack.groups()
         if args.pin:
-            groups = stack.groups()
-            for name in ("redis", "worker", "gateway"):
-                pin(group_tasks(groups[name]), args.layout[name])
+            for name in ("redis", "plain worker", "worker", "gateway"):
+                pin(group_tasks(groups[name]), args.layout[name.removeprefix("plain ")])
             pin([int(t) for t in os.listdir(f"/proc/{os.getpid()}/task")], args.layout["client"])
         client = redis.Redis(port=stack.redis_port)
-        profiler = None
+        plain_client = redis.Redis(port=stack.redis_port, db=PLAIN_DB)
         if args.profile:
             py_spy = args.py_spy or shutil.which("py-spy")
             if not py_spy:
                 raise SystemExit("bench: --profile needs py-spy (pip install py-spy, or give --py-spy PATH)")
             args.profile.mkdir(parents=True, exist_ok=True)
-            groups = stack.groups()
             profiler = Profiler(py_spy, args.profile, {"gateway": (groups["gateway"], True),
                                                        "worker": (groups["worker"], True),
+                                                       "plain worker": (groups["plain worker"], False),
                                                        "bench client": (os.getpid(), False)})
-        meter = Meter(client, stack.groups(), profiler)
-        celery_caller = CeleryCaller(stack.redis_url)
-        ws_caller = WsCaller(stack.ws_url(), None if args.ws_compression == "none" else args.ws_compression)
+        service_queue = (client, bench_service.QUEUE)
+        queues = {"b_seq": (plain_client, PLAIN_QUEUE), "b_conc": (plain_client, PLAIN_QUEUE),
+                  "old_seq": service_queue, "old_conc": service_queue, "c_seq": service_queue,
+                  "c_conc": service_queue}
+        meter = Meter(client, groups, queues, profiler)
+
+        floor = CeleryCaller(stack.plain.echo, stack.plain.stamp)  # Celery's default queue, as a user sends
+        old_app = create_celery_app(Settings(redis_url=stack.redis_url, broker_url=stack.redis_url),
+                                    name="bench-client")
+        old_floor = CeleryCaller(old_app.tasks[bench_service.PLAIN_ECHO], old_app.tasks[bench_service.PLAIN_STAMP],
+                                 queue=bench_service.QUEUE)
+        compression = None if args.ws_compression == "none" else args.ws_compression
+        gateway = WsCaller(stack.ws_url(), bench_service.SERVICE, compression)
+        gateway_ping = WsCaller(stack.ws_url(), bench_service.SERVICE, compression, ping=True)
+        callers = {"b": floor, "c": gateway} | ({"old": old_floor} if args.old_floor else {})
+        order = ["b", "old", "c"] if args.old_floor else ["b", "c"]
         per_round = max(1, args.requests // args.rounds)
         warm = min(args.warmup, args.requests)
-
-        # warm-up: every path end to end (fails loudly if the plain task is not registered)
-        for i in range(warm):
-            client.ping()
-            if not celery_caller.call(i):
-                raise RuntimeError("the plain Celery echo returned a wrong value")
-
-        phases = {k: Phase(k) for k in ("ping", "ws_ping", "b_seq", "b_conc", "c_seq", "c_conc")}
         cap = args.max_seconds / args.rounds
+
+        phases = {k: Phase(k) for k in ["ping", "ws_ping"] + [f"{c}_{m}" for c in order for m in ("seq", "conc")]}
+        for _ in range(warm):
+            client.ping()
         print("(a) redis PING ...", flush=True)
         bench_ping(client, 5 * args.requests, args.max_seconds)(phases["ping"], meter)
-        print("gateway built-in ping ...", flush=True)
-        ws_caller.seq(args.requests, warm, args.max_seconds, ping=True)(phases["ws_ping"], meter)
-        for r in range(args.rounds):
-            print(f"round {r + 1}/{args.rounds}: sequential (b), (c) ...", flush=True)
-            for key, body in (("b_seq", celery_caller.seq(per_round, warm, cap)),
-                              ("c_seq", ws_caller.seq(per_round, warm, cap))):
-                phase = Phase(key)
-                body(phase, meter)
-                phases[key].add(phase)
-        for r in range(args.rounds):
-            print(f"round {r + 1}/{args.rounds}: {args.clients} concurrent (b), (c) ...", flush=True)
-            for key, body in (("b_conc", celery_caller.concurrent(args.clients, per_round, 3, cap)),
-                              ("c_conc", ws_caller.concurrent(args.clients, per_round, 3, cap))):
-                phase = Phase(key)
-                body(phase, meter)
-                phases[key].add(phase)
+        print("(c0) gateway built-in ping ...", flush=True)
+        sequential(gateway_ping, args.requests, warm, args.max_seconds)(phases["ws_ping"], meter)
+        for mode in ("seq", "conc"):
+            for r in range(args.rounds):
+                what = "sequential" if mode == "seq" else f"{args.clients} concurrent"
+                print(f"round {r + 1}/{args.rounds}: {what} {', '.join(f'({c})' for c in order)} ...", flush=True)
+                for c in order:
+                    key = f"{c}_{mode}"
+                    body = (sequential(callers[c], per_round, warm, cap) if mode == "seq"
+                            else concurrent(callers[c], args.clients, per_round, 3, cap))
+                    phase = Phase(key)
+                    body(phase, meter)
+                    phases[key].add(phase)
+                stack.check_alive()
 
         stamps = {}
         if args.stamps:
             print("stamped calls (request / reply legs) ...", flush=True)
-            celery_caller.stamped(0)
-            ws_caller.stamped(min(args.stamps, warm), args.max_seconds)  # warm-up
-            deadline = time.monotonic() + args.max_seconds
-            stamps["(b) plain Celery"] = legs([celery_caller.stamped(i) for i in range(args.stamps)
-                                               if time.monotonic() < deadline])
-            stamps["(c) gateway over WebSocket"] = legs(ws_caller.stamped(args.stamps, args.max_seconds))
+            floor.stamped(min(args.stamps, warm), args.max_seconds)  # warm-up
+            gateway.stamped(min(args.stamps, warm), args.max_seconds)
+            stamps["(b) plain Celery floor"] = legs(floor.stamped(args.stamps, args.max_seconds))
+            stamps["(c) gateway over WebSocket"] = legs(gateway.stamped(args.stamps, args.max_seconds))
         print_report(args, stack, phases, stamps)
         failed = False
         return 0
     finally:
-        if ws_caller is not None:
-            ws_caller.close()
-        if celery_caller is not None:
-            celery_caller.close()
-        if client is not None:
-            client.close()
+        # a second Ctrl-C (or a SIGTERM) must not cut the clean-up short: it is bounded (stop() kills
+        # after a grace period), and it is what leaves no process behind
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if profiler is not None:
+            profiler.stop()
+        plain = getattr(stack, "plain", None)
+        for closable in (old_app, plain and plain.app, client, plain_client):
+            if closable is not None:
+                closable.close()
         stack.stop()
         if failed or args.keep_logs:
             print(f"process logs kept in {workdir}", file=sys.stderr)
