@@ -48,6 +48,7 @@ from gateway_app.connection import Connection  # noqa: E402
 from gateway_app.deliveries import Pending  # noqa: E402
 from gateway_app.dispatch import CeleryDispatcher  # noqa: E402
 from gateway_app.extension import Gateway  # noqa: E402
+from workers import pushconfig  # noqa: E402
 from workers.celery_app import create_celery_app  # noqa: E402
 from workers.protocol import Keys, reply_result  # noqa: E402
 from workers.registry import Registry  # noqa: E402
@@ -114,7 +115,9 @@ def run(iterations: int) -> None:
         url = f"redis://127.0.0.1:{port}/0"
         settings = Settings(redis_url=url, broker_url=url, secret_key="bench")
         config = bench_service.echo.genapi_config
-        Registry(client, Keys(settings.key_prefix)).register("bench@stages", [config], 600)
+        registry = Registry(client, Keys(settings.key_prefix))
+        registry.push(pushconfig.build("bench", "bench@stages", [config], "stages", None))  # applied by start()
+        registry.join("bench@stages", [config], 600)
 
         recorder = Recorder()
         gateway = Gateway(Flask("bench"), settings=settings, dispatcher=recorder)

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis
 
@@ -38,6 +38,8 @@ class Snapshot:
     nodes: Mapping[str, NodeInfo] = field(default_factory=dict)
     #: Redis clock minus local clock, so node expiries compare on the Redis clock
     clock_offset_ms: int = 0
+    #: ``detail_error`` as an operator switched it at runtime (``None``: the setting's)
+    detail_error: bool | None = None
 
     def versions(self, service: str, request_type: str) -> Mapping[str | None, FunConfig] | None:
         return self.functions.get((service, request_type))
@@ -73,17 +75,17 @@ class RegistryCache:
         self.last_refresh = 0.0
 
     def refresh(self) -> None:
-        """Reload functions and nodes now."""
+        """Reload functions, the operator's overrides, runtime settings and nodes now."""
         with self._lock:
-            functions = self._load_functions()
+            functions, detail_error = self._load_functions()
             offset, nodes = self._load_nodes()
-            self.snapshot = Snapshot(functions, nodes, offset)
+            self.snapshot = Snapshot(functions, nodes, offset, detail_error)
             self.last_refresh = time.monotonic()
 
     def refresh_nodes(self) -> None:
         with self._lock:
             offset, nodes = self._load_nodes()
-            self.snapshot = Snapshot(self.snapshot.functions, nodes, offset)
+            self.snapshot = replace(self.snapshot, nodes=nodes, clock_offset_ms=offset)
 
     def notify_changed(self) -> None:
         """Called by the listener on a registry event: refresh soon, off the listener."""
@@ -94,10 +96,11 @@ class RegistryCache:
         redis_now, nodes = self.registry.load_nodes()
         return redis_now - local, nodes
 
-    def _load_functions(self) -> dict[FunctionKey, dict[str | None, FunConfig]]:
+    def _load_functions(self) -> tuple[dict[FunctionKey, dict[str | None, FunConfig]], bool | None]:
+        texts, overrides, runtime = self.registry.load_functions()
         parsed: dict[str, FunConfig] = {}
         functions: dict[FunctionKey, dict[str | None, FunConfig]] = {}
-        for name, text in self.registry.load_functions().items():
+        for name, text in texts.items():
             config = self._parsed.get(text)
             if config is None:
                 try:
@@ -106,9 +109,15 @@ class RegistryCache:
                     log.error("ignoring stored function %s: %s", name, exc)
                     continue
             parsed[text] = config
+            if name in overrides and overrides[name] != config.disabled:
+                config = replace(config, disabled=overrides[name])  # the operator's choice wins
             functions.setdefault((config.service, config.request_type), {})[config.version] = config
         self._parsed = parsed
-        return functions
+        try:
+            detail_error = json.loads(runtime["detail_error"]) if "detail_error" in runtime else None
+        except ValueError:
+            detail_error = None
+        return functions, detail_error if isinstance(detail_error, bool) else None
 
     def run(self) -> None:
         """The refresher loop (one thread per gateway process) until :meth:`stop`."""

@@ -1,6 +1,7 @@
 """The ``genapi`` command (also ``python -m gateway_app``).
 
-Subcommands: ``dev``, ``gateway``, ``worker``, ``flower``, ``token``. Every process
+Subcommands: ``dev``, ``gateway``, ``worker``, ``flower``, ``token``, ``redis``, ``admin …``
+(registry administration), ``cache-status`` and ``pushed-services``. Every process
 command replaces itself (``exec``) with the real server, so its PID is the server's PID
 and signals reach it directly.
 """
@@ -8,10 +9,13 @@ and signals reach it directly.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 
 from workers.settings import Settings, SettingsError
+
+from . import admin_cli
 
 
 def _settings() -> Settings:
@@ -43,8 +47,30 @@ def gateway_argv(host: str, port: int, workers: int, connections: int) -> list[s
     ]
 
 
+def is_loopback(host: str) -> bool:
+    """Does ``host`` only accept connections from this machine?"""
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn(message: str) -> None:
+    print(f"genapi: warning: {message}", file=sys.stderr, flush=True)
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
     settings = _settings()
+    if settings.uses_dev_secret and not is_loopback(args.host):
+        raise SystemExit(f"genapi gateway: refusing to listen on {args.host} with the public development key: "
+                         "set GENAPI_SECRET_KEY (or listen on 127.0.0.1)")
+    if settings.push_token is None:
+        _warn("GENAPI_PUSH_TOKEN is not set: this gateway accepts unsigned function registrations "
+              "(fine for development; set the same token on gateways and workers in production)")
+    if settings.admin_token is not None and len(settings.admin_token) < 16:
+        _warn("GENAPI_ADMIN_TOKEN is shorter than 16 characters; use a long random one")
     _exec(gateway_argv(args.host, args.port or settings.port, args.workers, args.worker_connections))
     return 0
 
@@ -95,6 +121,9 @@ def cmd_token(args: argparse.Namespace) -> int:
     from .auth import mint_token
 
     settings = _settings()
+    if settings.uses_dev_secret:
+        _warn("GENAPI_SECRET_KEY is not set: this token is signed with the public development key, "
+              "which only a gateway on 127.0.0.1 without GENAPI_SECRET_KEY accepts")
     roles = [r.strip() for r in (args.roles or "").split(",") if r.strip()]
     try:
         print(mint_token(settings.secret_key, args.user, roles, args.device, args.ttl))
@@ -121,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=cmd_dev)
 
     gw = sub.add_parser("gateway", help="the gateway server (gunicorn + gevent)")
-    gw.add_argument("--host", default="0.0.0.0")
+    gw.add_argument("--host", default=os.environ.get("GENAPI_HOST") or "127.0.0.1",
+                    help="address to listen on (default GENAPI_HOST or 127.0.0.1; another address needs "
+                         "GENAPI_SECRET_KEY)")
     gw.add_argument("--port", type=int, default=None, help="default GENAPI_PORT or 8000")
     gw.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
     gw.add_argument("--worker-connections", type=int, default=10000, help="WebSockets per process")
@@ -150,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--device", default=None)
     token.add_argument("--ttl", type=int, default=86400, help="seconds (default one day)")
     token.set_defaults(func=cmd_token)
+
+    admin_cli.add_commands(sub)
     return parser
 
 
@@ -167,4 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     ours, celery_args = split_worker_args(argv)
     args = build_parser().parse_args(ours)
     args.celery_args = celery_args
+    if hasattr(args, "admin_func"):
+        return admin_cli.run(args, _settings())
     return args.func(args)

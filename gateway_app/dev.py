@@ -36,8 +36,10 @@ def _raise_stop(signum, frame):
     raise Stop
 
 
-def _health(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+def _status(port: int, admin_token: str) -> dict:
+    """The gateway's readiness with details (the admin token unlocks them)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/readyz", headers={"Authorization": f"Bearer {admin_token}"})
+    with urllib.request.urlopen(req, timeout=2) as reply:
         return json.load(reply)
 
 
@@ -54,6 +56,7 @@ def run_dev(port: int | None = None, flower_port: int = 5555, modules: list[str]
     workdir = Path(tempfile.mkdtemp(prefix="genapi-dev-"))
     env = os.environ.copy()
     env.setdefault("GENAPI_SECRET_KEY", secrets.token_urlsafe(32))
+    env.setdefault("GENAPI_ADMIN_TOKEN", secrets.token_urlsafe(24))
     env["PYTHONUNBUFFERED"] = "1"
     children: list[tuple[str, subprocess.Popen, Path]] = []
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -87,8 +90,10 @@ def run_dev(port: int | None = None, flower_port: int = 5555, modules: list[str]
         gateway = start("gateway", python + ["gateway", "--host", "127.0.0.1", "--port", str(port)])
         worker = start("worker", python + ["worker", *modules, "-l", "info"])
         flower = start("flower", python + ["flower", "--host", "127.0.0.1", "--port", str(flower_port)])
-        processes.wait_until(lambda: bool(_health(port)), 60, "gateway", gateway, interval=0.2)
-        processes.wait_until(lambda: bool(_health(port)["nodes"]), 60, "worker registration", worker,
+        admin_token = env["GENAPI_ADMIN_TOKEN"]
+        processes.wait_until(lambda: _status(port, admin_token)["status"] == "ok", 60, "gateway", gateway,
+                             interval=0.2)
+        processes.wait_until(lambda: bool(_status(port, admin_token)["tasks"]), 60, "worker registration", worker,
                              interval=0.2)
         processes.wait_until(lambda: processes.port_open(flower_port), 60, "Flower", flower, interval=0.2)
         token = mint_token(settings.secret_key, "dev-user", ["admin"], ttl=7 * 86400)
@@ -129,7 +134,8 @@ def _banner(port: int, flower_port: int, token: str, settings: Settings, workdir
 CeleryGenApi is running (Ctrl-C stops everything).
 
   WebSocket  ws://127.0.0.1:{port}/ws      (token below; user dev-user, role admin)
-  Health     http://127.0.0.1:{port}/healthz
+  Ready      http://127.0.0.1:{port}/readyz
+  Admin API  http://127.0.0.1:{port}/admin/functions   (header: Authorization: Bearer {settings.admin_token})
   Flower     http://127.0.0.1:{flower_port}/
   Redis      {settings.redis_url}
   Logs       {workdir}/
@@ -143,4 +149,5 @@ then paste:
   {request}
 
 More tokens: GENAPI_SECRET_KEY='{settings.secret_key}' {sys.executable} -m gateway_app token USER
+Registry:    GENAPI_REDIS_URL='{settings.redis_url}' {sys.executable} -m gateway_app admin list
 """, flush=True)

@@ -31,6 +31,9 @@ class Dispatcher(Protocol):
     def send(self, task_name: str, args: dict, queue: str, timeout_s: float | None, meta: dict | None) -> None:
         """Enqueue the task; raise on broker failure."""
 
+    def ping(self) -> None:
+        """Reach the broker once; raise if it does not answer."""
+
 
 class CeleryDispatcher:
     """Sends tasks with ``send_task``: JSON, results ignored, expiring with the deadline."""
@@ -46,6 +49,10 @@ class CeleryDispatcher:
         if meta is not None:
             options["headers"] = {"genapi": meta}
         self.app.send_task(task_name, kwargs=args, **options)
+
+    def ping(self) -> None:
+        with self.app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
 
 
 def _short_repr(value: Any, limit: int = 1024) -> str:
@@ -100,6 +107,18 @@ class RedisQueueDispatcher:
     def send(self, task_name: str, args: dict, queue: str, timeout_s: float | None, meta: dict | None) -> None:
         message = task_message(task_name, args, queue, timeout_s, meta, self.origin)
         self.client.lpush(queue, json.dumps(message))
+
+    def ping(self) -> None:
+        self.client.ping()
+
+
+def broker_check(dispatcher: Dispatcher) -> str:
+    """``"ok"`` or why the broker cannot be reached (for ``/readyz``)."""
+    try:
+        dispatcher.ping()
+    except Exception as exc:  # each transport raises its own errors
+        return f"unavailable: {type(exc).__name__}: {exc}"
+    return "ok"
 
 
 def for_broker(broker_url: str, app_factory) -> Dispatcher:

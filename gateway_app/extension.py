@@ -21,11 +21,17 @@ from workers.registry import Registry
 from workers.settings import Settings
 
 from . import connection, dispatch, pipeline
+from .admin_http import admin_blueprint, bearer_matches
 from .auth import load_authenticator
 from .cache import RegistryCache
 from .deliveries import Deliveries, Pending
 from .dispatch import Dispatcher
+from .failed_configs import FailedConfigs
+from .leases import SharedSchedule
 from .listener import Listener
+from .puller import Puller
+from .receiver import Receiver
+from .retention import Retention
 
 log = logging.getLogger("genapi.gateway")
 
@@ -69,11 +75,22 @@ class Gateway:
         self.authenticator = load_authenticator(settings.authenticator)
         self.keys = Keys(settings.key_prefix)
         self.redis = redis.Redis.from_url(settings.redis_url)
-        self.cache = RegistryCache(Registry(self.redis, self.keys), settings.refresh_interval,
-                                   on_refresh=self._answer_orphans)
+        registry = Registry(self.redis, self.keys)
+        self.cache = RegistryCache(registry, settings.refresh_interval, on_refresh=self._answer_orphans)
         if self.dispatcher is None:
             self.dispatcher = dispatch.for_broker(
                 settings.broker_url, lambda: create_celery_app(settings, name="genapi-gateway"))
+        self.receiver = Receiver(self.redis, self.keys, FailedConfigs(self.redis, self.keys), settings.push_token,
+                                 settings.registration_allowlist)
+        puller = Puller(self.redis, self.keys, registry, self.receiver, self.dispatcher, settings.service_configs,
+                        settings.pull_interval, settings.pull_timeout)
+        retention = Retention(self.redis, self.keys, registry, settings.registry_retention)
+        self.schedules = {
+            "pull": SharedSchedule(self.redis, self.keys, "pull", self.gateway_id, puller.round,
+                                   lease_ttl=settings.pull_timeout + 10, due_now=puller.forced),
+            "retention": SharedSchedule(self.redis, self.keys, "retention", self.gateway_id, retention.sweep,
+                                        lease_ttl=30, tick=min(1.0, retention.interval)),
+        }
         # the transport accepts frames above our limit, so an oversized one gets an error frame
         app.config.setdefault("SOCK_SERVER_OPTIONS", {
             "max_message_size": 2 * settings.max_payload_bytes + 65536,
@@ -83,7 +100,10 @@ class Gateway:
         sock.route("/ws", endpoint="genapi_ws")(self._endpoint(public=False))
         if settings.public_ws:
             sock.route("/ws/public", endpoint="genapi_ws_public")(self._endpoint(public=True))
-        app.add_url_rule("/healthz", "genapi_healthz", self._health)
+        app.add_url_rule("/healthz", "genapi_healthz", self._liveness)
+        app.add_url_rule("/readyz", "genapi_readyz", self._readiness)
+        if settings.admin_token:
+            app.register_blueprint(admin_blueprint(self))
         if not settings.ws_compression:
             app.before_request(_refuse_compression)
         app.extensions["genapi"] = self
@@ -108,22 +128,48 @@ class Gateway:
             connection.serve(self, ws, identity, public)
         return websocket
 
-    def _health(self):
-        """200 with what this process knows; 503 when Redis does not answer."""
+    def _liveness(self):
+        """``/healthz``: the process answers. Nothing about its internals."""
+        return jsonify({"status": "ok"})
+
+    def _readiness(self):
+        """``/readyz``: 200 when Redis, the broker and the reply subscription are up, else 503.
+        The details (which check failed, this process's view) need the admin token."""
         self.start()
-        snapshot = self.cache.snapshot
+        checks = {"redis": "ok", "broker": "ok", "reply_subscription": "ok" if self.listening else "not subscribed"}
         try:
             self.redis.ping()
-            status = "ok" if self.listening else "reply listener not subscribed yet"
         except redis.RedisError as exc:
-            status = f"redis unavailable: {exc}"
-        return jsonify({
-            "status": status,
+            checks["redis"] = f"unavailable: {exc}"
+        if not self.settings.broker_url.startswith(("redis://", "rediss://", "unix://")) or \
+                self.settings.broker_url != self.settings.redis_url:
+            checks["broker"] = dispatch.broker_check(self.dispatcher)
+        ready = all(value == "ok" for value in checks.values())
+        body: dict[str, Any] = {"status": "ok" if ready else "unavailable"}
+        if bearer_matches(request, self.settings.admin_token):
+            body.update(checks=checks, **self.process_status())
+        return jsonify(body), 200 if ready else 503
+
+    def process_status(self) -> dict:
+        """What this gateway process sees (for operators and tests): nodes, tasks, calls."""
+        snapshot = self.cache.snapshot
+        return {
             "gateway_id": self.gateway_id,
+            "listening": self.listening,
+            "draining": self.draining,
             "functions": len(snapshot.all_configs()),
+            "tasks": sorted(c.task_name for c in snapshot.all_configs()),
             "nodes": sorted(n.node_id for n in snapshot.live_nodes(lambda n: True)),
+            "connections": len(self.connections),
             "pending": len(self.deliveries),
-        }), 200 if status == "ok" else 503
+            "detail_error": self.detail_error,
+        }
+
+    @property
+    def detail_error(self) -> bool:
+        """``GENAPI_DETAIL_ERROR``, unless an operator switched it at runtime."""
+        override = self.cache.snapshot.detail_error
+        return self.settings.detail_error if override is None else override
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -135,16 +181,20 @@ class Gateway:
             if self._started:
                 return
             try:
+                self.receiver.drain()  # pushes that waited while no gateway ran
                 self.cache.refresh()
             except redis.RedisError as exc:
                 log.warning("initial registry load failed (%s); retrying in the background", exc)
             listener = Listener(self.redis, {
                 self.reply_channel: self._on_reply,
-                self.keys.events: lambda data: self.cache.notify_changed(),
+                self.keys.events: self._on_event,
             }, on_reconnect=self.cache.notify_changed)
             self._listener = listener
-            for name, target in (("genapi-listener", listener.run), ("genapi-refresher", self.cache.run),
-                                 ("genapi-sweeper", lambda: self.deliveries.run_sweeper(self._on_timeout))):
+            threads = [("genapi-listener", listener.run), ("genapi-refresher", self.cache.run),
+                       ("genapi-sweeper", lambda: self.deliveries.run_sweeper(self._on_timeout)),
+                       ("genapi-receiver", self.receiver.run)]
+            threads += [(f"genapi-{name}", schedule.run) for name, schedule in self.schedules.items()]
+            for name, target in threads:
                 thread = threading.Thread(target=target, name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
@@ -158,6 +208,9 @@ class Gateway:
         self._listener.stop()
         self.cache.stop()
         self.deliveries.stop()
+        self.receiver.stop()
+        for schedule in self.schedules.values():
+            schedule.stop()
         for thread in self._threads:
             thread.join(timeout=3)
         self._started = False
@@ -178,6 +231,17 @@ class Gateway:
 
     # ------------------------------------------------------------------ delivery
 
+    def _on_event(self, data: bytes) -> None:
+        """A registry event: a forced pull wakes the pull schedule; anything else refreshes."""
+        try:
+            kind = json.loads(data).get("event")
+        except (ValueError, AttributeError):
+            kind = None
+        if kind == "pull":
+            self.schedules["pull"].wake()
+        else:
+            self.cache.notify_changed()
+
     def _on_reply(self, data: bytes) -> None:
         message = json.loads(data)
         if message.get("type") == "started":
@@ -192,7 +256,7 @@ class Gateway:
             frame = response(pending.request_id, result=message.get("data"), success=True)
         else:
             frame = error_frame(pending.request_id,
-                                internal_error(message.get("error"), self.settings.detail_error))
+                                internal_error(message.get("error"), self.detail_error))
         pending.conn.send(frame)
 
     def _answer_orphans(self) -> None:

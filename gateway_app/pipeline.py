@@ -104,9 +104,12 @@ def answer_builtin(gateway: Gateway, call: Call) -> None:
 def resolve(gateway: Gateway, call: Call) -> None:
     """Pick the FunConfig by version (reference §3.3)."""
     request = call.request
-    call.config = versions.resolve(
-        gateway.cache.snapshot.versions(request.service, request.request_type),
-        request.request_type, request.version)
+    by_version = gateway.cache.snapshot.versions(request.service, request.request_type)
+    if by_version is None:
+        # the catalogue's message does not name the service: the log does
+        log.info("unknown function %s.%s (version %s) requested; `gateway/functions` lists what exists",
+                 request.service, request.request_type, request.version or "latest")
+    call.config = versions.resolve(by_version, request.request_type, request.version)
 
 
 def authorize(gateway: Gateway, call: Call) -> None:

@@ -71,10 +71,10 @@ def spawn(argv: list[str], env: dict | None = None, log: IO | None = None, cwd: 
     )
 
 
-def start_redis(port: int, workdir: str | Path, log: IO | None = None) -> subprocess.Popen:
+def start_redis(port: int, workdir: str | Path, log: IO | None = None, databases: int = 16) -> subprocess.Popen:
     """A throw-away redis-server on 127.0.0.1:``port`` that keeps nothing on disk."""
     argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no"]
+            "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no", "--databases", str(databases)]
     return spawn(argv, log=log)
 
 

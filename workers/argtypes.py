@@ -314,8 +314,11 @@ def validate_args(specs: Mapping[str, ArgSpec], args: Mapping[str, Any]) -> dict
 
     Absent and no default: an error unless ``allow_nil`` (then ``None``). Present ``null``:
     allowed only with ``allow_nil``, and the default is not applied. Undeclared keys are
-    rejected. Raises :class:`ArgumentError` with the first problem found.
+    rejected, except by a function that declares no arguments at all: it ignores whatever
+    it is sent (reference §2.3). Raises :class:`ArgumentError` with the first problem found.
     """
+    if not specs:
+        return {}
     extra = [key for key in args if key not in specs]
     if extra:
         expected = ", ".join(f'"{k}"' for k in specs) or "none"

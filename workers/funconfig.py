@@ -13,9 +13,10 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
 
+from .allowlist import DENIED_SERVICES
 from .argtypes import ArgSpec, ArgSpecError, parse_spec
 from .errors import FunConfigError
-from .protocol import RESERVED_SERVICES
+from .protocol import task_name
 
 RESPONSE_TYPES = ("sync", "async", "stream", "none")
 NODE_MODES = ("random", "hash", "round_robin")
@@ -48,8 +49,7 @@ class FunConfig:
     @property
     def task_name(self) -> str:
         """The Celery task name, as Flower shows it: ``service.request_type@version``."""
-        base = f"{self.service}.{self.request_type}"
-        return f"{base}@{self.version}" if self.version else base
+        return task_name(self.service, self.request_type, self.version)
 
     @property
     def key(self) -> tuple[str, str, str | None]:
@@ -93,8 +93,8 @@ def _check_name(what: str):
 
 def check_service_name(value: Any) -> None:
     _check_name("service")(value)
-    if value in RESERVED_SERVICES:
-        _fail(f"service {value!r} is reserved for the gateway's built-in services")
+    if value in DENIED_SERVICES:
+        _fail(f"service {value!r} is reserved (the gateway's built-in services and Celery's own tasks)")
 
 
 def _check_version(value: Any) -> None:
@@ -227,17 +227,29 @@ class FunConfigSchema(Schema):
         data["arg_types"] = specs
         data["arg_orders"] = _check_arg_orders(specs, data.get("arg_orders"))
         mode = data.get("check_permission")
-        if isinstance(mode, dict) and "arg" in mode and mode["arg"] not in specs:
-            raise ValidationError(
-                f"check_permission names argument {mode['arg']!r}, which arg_types does not declare",
-                "check_permission",
-            )
+        if isinstance(mode, dict) and "arg" in mode and not _arg_reachable(mode["arg"], specs, data["arg_orders"]):
+            where = ("arg_types does not declare, and no map argument can hold"
+                     if data["arg_orders"] == "map" else "arg_types does not declare")
+            raise ValidationError(f"check_permission names argument {mode['arg']!r}, which {where}",
+                                  "check_permission")
 
     @post_load
     def _build(self, data: dict, **kwargs: Any) -> FunConfig:
         if data["timeout"] == "infinity":
             data["timeout"] = None
         return FunConfig(**data)
+
+
+def _arg_reachable(name: str, specs: dict[str, ArgSpec], orders: Any) -> bool:
+    """Can ``{"arg": name}`` find a value? A declared argument, or, for a ``"map"``-ordered
+    function, a key inside one of its map arguments (reference §5.2 looks one level deep):
+    a ``map`` argument whose ``accept`` list is empty or names the key, or an ``any`` one."""
+    if name in specs:
+        return True
+    if orders != "map":
+        return False
+    return any(spec.type == "any" or (spec.type == "map" and (not spec.accept or name in spec.accept))
+               for spec in specs.values())
 
 
 def _parse_arg_types(raw: Any) -> dict[str, ArgSpec]:

@@ -9,6 +9,8 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from . import pushconfig
+from .allowlist import config_callables, hard_denial
 from .errors import FunConfigError
 from .funconfig import FunConfig, check_service_name, load_funconfig
 
@@ -41,17 +43,33 @@ class GenApi:
 
     _instances: list[GenApi] = []
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, *, config_version: str | None = None, push: bool = True) -> None:
+        """``config_version`` names this set of configs for the gateways (default: a stable
+        hash of them, so unchanged code is not re-registered). ``push=False`` makes a
+        pull-only service: its workers never push, a gateway in pull mode asks them."""
         try:
             check_service_name(service)
         except ValidationError as exc:
             raise FunConfigError(" ".join(exc.messages)) from None
+        if config_version is not None and (not isinstance(config_version, str) or not config_version.strip()):
+            raise FunConfigError(f"{service}: config_version must be a non-empty string, got {config_version!r}")
         self.service = service
+        self.push = push
+        self._config_version = config_version
         self._functions: dict[tuple[str, str | None], Function] = {}
         GenApi._instances.append(self)
 
     def __repr__(self) -> str:
         return f"GenApi({self.service!r}, functions={len(self._functions)})"
+
+    @property
+    def config_version(self) -> str:
+        """The version given to the constructor, else a hash of the registered configs."""
+        return self._config_version or pushconfig.config_version(f.config for f in self)
+
+    def configs(self) -> list[FunConfig]:
+        """The FunConfigs of every registered function."""
+        return [f.config for f in self]
 
     def __iter__(self) -> Iterator[Function]:
         return iter(self._functions.values())
@@ -91,6 +109,9 @@ class GenApi:
             if "arg_orders" not in options:
                 data["arg_orders"] = _orders_from_signature(func, options.get("arg_types"))
             config = load_funconfig(data)
+            refusal = hard_denial(config.service, config_callables(config))
+            if refusal:
+                raise FunConfigError(f"{config.task_name}: {refusal}")
             _check_callable(func, config)
             if (config.request_type, config.version) in self._functions:
                 raise FunConfigError(

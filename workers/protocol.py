@@ -74,17 +74,59 @@ def encode(message: Any) -> str:
     return _dumps(message)
 
 
+#: The control task every worker serves on its service queues: a gateway in pull mode asks
+#: it for a service's configs. ``:`` cannot appear in a service name, so no function clashes.
+DESCRIBE_TASK = "genapi:describe"
+
+
+def task_name(service: str, request_type: str, version: str | None) -> str:
+    """The Celery task name of a function, as Flower shows it: ``service.request_type@version``."""
+    base = f"{service}.{request_type}"
+    return f"{base}@{version}" if version else base
+
+
 class Keys:
     """Names of every Redis key and channel, under one prefix (``genapi:`` by default)."""
 
     def __init__(self, prefix: str = "genapi:") -> None:
         self.prefix = prefix
-        #: hash ``service|request_type|version`` -> FunConfig JSON
+        #: hash ``service|request_type|version`` -> FunConfig JSON (what gateways accepted)
         self.functions = f"{prefix}functions"
+        #: hash field -> ``{"disabled": bool}``: an operator's choice, which no push undoes
+        self.overrides = f"{prefix}overrides"
+        #: hash field -> ms (Redis clock) a live worker last served the function
+        self.seen = f"{prefix}seen"
         #: sorted set node id -> expiry (Redis clock, ms)
         self.nodes = f"{prefix}nodes"
         #: pub/sub channel announcing registry changes
         self.events = f"{prefix}events"
+        #: list of PushConfigs waiting for a gateway to check and apply them
+        self.push_inbox = f"{prefix}push:inbox"
+        #: hash service -> the last accepted push (config_version, nodes, functions, time)
+        self.pushed = f"{prefix}pushed"
+        #: sorted set of failed-config entries (JSON) scored by expiry ms; and its id counter
+        self.failed = f"{prefix}failed"
+        self.failed_seq = f"{prefix}failed:seq"
+        #: hash of runtime settings an operator changed (``detail_error``)
+        self.runtime = f"{prefix}runtime"
+        #: pull mode: hash service -> last pulled config_version; hash of counters; schedule
+        self.pull_versions = f"{prefix}pull:versions"
+        self.pull_stats = f"{prefix}pull:stats"
+        self.pull_state = f"{prefix}pull:state"
+        #: set of services a forced pull asked for (``*``: every configured one)
+        self.pull_force = f"{prefix}pull:force"
+
+    def lease(self, name: str) -> str:
+        """A short lock that lets one gateway process do shared periodic work."""
+        return f"{self.prefix}lease:{name}"
+
+    def push_result(self, push_id: str) -> str:
+        """Where a gateway leaves the outcome of one push for the worker to log."""
+        return f"{self.prefix}push:result:{push_id}"
+
+    def pull_reply(self, request_id: str) -> str:
+        """The list a worker answers one pull request on."""
+        return f"{self.prefix}pull:reply:{request_id}"
 
     def node(self, node_id: str) -> str:
         """String key with the node's info JSON; it expires with the node's heartbeat."""
@@ -97,6 +139,12 @@ class Keys:
     @staticmethod
     def function_field(service: str, request_type: str, version: str | None) -> str:
         return f"{service}|{request_type}|{version or ''}"
+
+    @staticmethod
+    def parse_field(field: str) -> tuple[str, str, str | None]:
+        """``service|request_type|version`` back into its key (an empty version is ``None``)."""
+        service, request_type, version = field.split("|", 2)
+        return service, request_type, version or None
 
 
 def service_queue(service: str) -> str:

@@ -1,9 +1,12 @@
 """The registry in Redis: which functions exist and which workers are alive.
 
-Keys (prefix ``genapi:`` by default):
+Keys (prefix ``genapi:`` by default; :class:`~workers.protocol.Keys` names them all):
 
-* ``functions`` — hash ``service|request_type|version`` → FunConfig JSON (upserted by
-  every worker that serves the function; never removed automatically).
+* ``functions`` — hash ``service|request_type|version`` → FunConfig JSON. Only gateways
+  write it, after checking a worker's push (or pull answer); operators delete from it.
+* ``overrides`` — hash, same fields → ``{"disabled": true|false}``: an operator's
+  disable/enable, kept apart so a worker re-registering does not undo it.
+* ``push:inbox`` — list of PushConfigs from workers, waiting for a gateway to check them.
 * ``nodes`` — sorted set, node id → expiry in ms on the Redis clock, pushed forward by
   each heartbeat. A node whose expiry passed is dead even if it never said goodbye.
 * ``node:<id>`` — the node's info JSON (services, task names, direct queue), same TTL.
@@ -58,12 +61,25 @@ class Registry:
 
     # ---------------------------------------------------------------- worker side
 
-    def register(self, node_id: str, configs: Iterable[FunConfig], ttl: float) -> None:
-        """Publish this node's functions and mark it alive (called on ``worker_ready``)."""
+    #: pushes kept waiting while no gateway runs (a worker restarting in a loop must not
+    #: grow the inbox without bound)
+    INBOX_LIMIT = 1000
+
+    def push(self, data: dict) -> None:
+        """Queue a PushConfig for the gateways (they check, apply and answer it)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.lpush(self.keys.push_inbox, json.dumps(data))
+            pipe.ltrim(self.keys.push_inbox, 0, self.INBOX_LIMIT - 1)
+            pipe.execute()
+
+    def push_outcome(self, push_id: str) -> dict | None:
+        """What a gateway answered to a push, once one has handled it."""
+        raw = self.client.get(self.keys.push_result(push_id))
+        return json.loads(raw) if raw else None
+
+    def join(self, node_id: str, configs: Iterable[FunConfig], ttl: float) -> None:
+        """Mark this node alive with the tasks it serves (called on ``worker_ready``)."""
         configs = list(configs)
-        if configs:
-            self.client.hset(self.keys.functions, mapping={
-                Keys.function_field(*c.key): json.dumps(c.to_json()) for c in configs})
         info = {
             "services": sorted({c.service for c in configs}),
             "tasks": sorted(c.task_name for c in configs),
@@ -97,10 +113,21 @@ class Registry:
 
     # --------------------------------------------------------------- gateway side
 
-    def load_functions(self) -> dict[str, str]:
-        """Every stored FunConfig JSON, by field name."""
-        raw = self.client.hgetall(self.keys.functions)
-        return {_text(k): _text(v) for k, v in raw.items()}
+    def load_functions(self) -> tuple[dict[str, str], dict[str, bool], dict[str, str]]:
+        """(FunConfig JSON by field, the operator's disabled flags by field, runtime settings)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.functions)
+            pipe.hgetall(self.keys.overrides)
+            pipe.hgetall(self.keys.runtime)
+            functions, overrides, runtime = pipe.execute()
+        disabled = {}
+        for name, raw in overrides.items():
+            try:
+                disabled[_text(name)] = bool(json.loads(raw)["disabled"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a hand-edited entry we cannot read changes nothing
+        return ({_text(k): _text(v) for k, v in functions.items()}, disabled,
+                {_text(k): _text(v) for k, v in runtime.items()})
 
     def load_nodes(self) -> tuple[int, dict[str, NodeInfo]]:
         """(Redis time in ms, live nodes). Expired entries are dropped from the set."""

@@ -16,11 +16,12 @@ from typing import Any
 import redis
 from celery import Celery
 
+from . import pushconfig
 from .argtypes import convert
 from .errors import GenApiError
 from .funconfig import FunConfig
-from .genapi import Function
-from .protocol import encode, reply_error, reply_result, reply_started
+from .genapi import Function, GenApi
+from .protocol import DESCRIBE_TASK, encode, reply_error, reply_result, reply_started
 
 log = logging.getLogger("genapi.worker")
 
@@ -96,3 +97,33 @@ def make_task(app: Celery, function: Function, replier: Replier) -> Callable:
     run.__name__ = function.func.__name__
     run.__doc__ = function.func.__doc__
     return app.task(run, name=config.task_name, bind=True, ignore_result=True, typing=False)
+
+
+#: how long a pull answer waits in Redis for the gateway that asked (seconds)
+PULL_REPLY_TTL = 60
+
+
+def make_describe_task(app: Celery, services: list[GenApi], replier: Replier, push_token: str | None) -> Callable:
+    """Register the control task a gateway in pull mode sends to a service queue.
+
+    It answers on the list named ``reply_key`` with the service's PushConfig (signed like a
+    push), or with ``{"unchanged": true}`` when the gateway already has ``known_version``.
+    """
+    by_service = {api.service: api for api in services}
+
+    def describe(task, service: str, known_version: str | None = None, reply_key: str | None = None) -> None:
+        node = task.request.hostname
+        api = by_service.get(service)
+        if api is None:
+            answer: dict = {"service": service, "error": f"node {node} does not serve {service!r}"}
+        elif known_version is not None and known_version == api.config_version:
+            answer = {"service": service, "nodes": [node], "config_version": known_version, "unchanged": True}
+        else:
+            answer = pushconfig.build(service, node, api.configs(), api.config_version, push_token)
+        if reply_key:
+            with replier.client.pipeline(transaction=False) as pipe:
+                pipe.lpush(reply_key, encode(answer))
+                pipe.expire(reply_key, PULL_REPLY_TTL)
+                pipe.execute()
+
+    return app.task(describe, name=DESCRIBE_TASK, bind=True, ignore_result=True, typing=False)

@@ -7,10 +7,14 @@ typo fails at start-up instead of at the first request.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+
+from .allowlist import Allowlist
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +61,61 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return value
 
 
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s" if value < 100_000 else f"{value:.0f}s"
+
+
+def _duration(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A duration in seconds: ``30``, ``1.5``, ``500ms``, ``30s``, ``5m``, ``24h`` (no unit: seconds)."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    match = _DURATION.fullmatch(raw)
+    if not match:
+        raise SettingsError(f"{name} must be a duration such as 30, 30s, 500ms, 5m or 24h, got {raw!r}")
+    value = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {_seconds(low)} and {_seconds(high)}, got {raw.strip()!r}")
+    return value
+
+
+def _names(env: Mapping[str, str], name: str, allowed: frozenset[str] | None = None) -> tuple[str, ...]:
+    """A comma-separated list (a JSON array of strings is accepted too)."""
+    raw = (env.get(name) or "").strip()
+    if raw.startswith("["):
+        try:
+            items = json.loads(raw)
+        except ValueError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise SettingsError(f"{name} must be a comma-separated list or a JSON array of strings, got {raw!r}")
+    else:
+        items = raw.split(",")
+    names = tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
+    if allowed is not None:
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise SettingsError(f"{name}: unknown name {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    return names
+
+
+#: Admin actions that need their name in ``GENAPI_ADMIN_ACTIONS`` besides the admin token
+#: (reference §13.1): the sensitive ones. Listing, enabling, disabling, deleting and
+#: resetting a rate limit need the token only.
+ADMIN_ACTIONS = frozenset({"change_detail_error", "update_rate_limit_config", "push_config"})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated configuration. Build it with :meth:`from_env`; pass it down, never re-read."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     broker_url: str = "redis://127.0.0.1:6379/0"
-    secret_key: str = DEV_SECRET_KEY
+    secret_key: str = field(default=DEV_SECRET_KEY, repr=False)
     port: int = 8000
     max_payload_bytes: int = 1_000_000
     detail_error: bool = False
@@ -74,6 +126,19 @@ class Settings:
     heartbeat_interval: float = 2.0
     node_ttl: float = 6.0
     refresh_interval: float = 30.0
+    #: bearer token of the admin HTTP API; ``None`` switches the API off (404)
+    admin_token: str | None = field(default=None, repr=False)
+    #: sensitive admin actions allowed over HTTP (default none: fail closed)
+    admin_actions: frozenset[str] = frozenset()
+    #: shared secret workers sign their pushes with; ``None`` accepts unsigned pushes
+    push_token: str | None = field(default=None, repr=False)
+    registration_allowlist: Allowlist | None = None
+    #: services the gateway pulls configs from (pull mode)
+    service_configs: tuple[str, ...] = ()
+    pull_interval: float = 30.0
+    pull_timeout: float = 5.0
+    #: a function no live worker has served for this long leaves the registry
+    registry_retention: float = 86400.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +156,12 @@ class Settings:
         prefix = env.get("GENAPI_KEY_PREFIX", cls.key_prefix)
         if not prefix:
             raise SettingsError("GENAPI_KEY_PREFIX must not be empty")
+        allowlist = None
+        if (env.get("GENAPI_REGISTRATION_ALLOWLIST") or "").strip():
+            try:
+                allowlist = Allowlist.parse(env["GENAPI_REGISTRATION_ALLOWLIST"])
+            except ValueError as exc:
+                raise SettingsError(f"GENAPI_REGISTRATION_ALLOWLIST {exc}") from None
         return cls(
             redis_url=redis_url,
             broker_url=broker_url,
@@ -105,6 +176,14 @@ class Settings:
             heartbeat_interval=heartbeat_ms / 1000,
             node_ttl=ttl_ms / 1000,
             refresh_interval=_integer(env, "GENAPI_REFRESH_MS", 30_000, 500, 3_600_000) / 1000,
+            admin_token=env.get("GENAPI_ADMIN_TOKEN") or None,
+            admin_actions=frozenset(_names(env, "GENAPI_ADMIN_ACTIONS", ADMIN_ACTIONS)),
+            push_token=env.get("GENAPI_PUSH_TOKEN") or None,
+            registration_allowlist=allowlist,
+            service_configs=_names(env, "GENAPI_SERVICE_CONFIGS"),
+            pull_interval=_duration(env, "GENAPI_PULL_INTERVAL", 30.0, 0.1, 86400),
+            pull_timeout=_duration(env, "GENAPI_PULL_TIMEOUT", 5.0, 0.1, 300),
+            registry_retention=_duration(env, "GENAPI_REGISTRY_RETENTION", 86400.0, 1.0, 365 * 86400),
         )
 
     @property

@@ -11,17 +11,19 @@ import importlib
 import logging
 import os
 import threading
+import time
 
 import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
+from . import pushconfig
 from .celery_app import create_celery_app
 from .errors import FunConfigError
 from .genapi import Function, GenApi
 from .protocol import Keys, service_queue
 from .registry import Registry
-from .runtime import Replier, make_task
+from .runtime import Replier, make_describe_task, make_task
 from .settings import Settings
 
 log = logging.getLogger("genapi.worker")
@@ -49,11 +51,20 @@ def all_functions(services: list[GenApi]) -> list[Function]:
 
 
 class Presence:
-    """Registration and heartbeat of one worker node."""
+    """Registration and heartbeat of one worker node.
 
-    def __init__(self, registry: Registry, functions: list[Function], settings: Settings) -> None:
+    On start it pushes one PushConfig per service (signed with ``GENAPI_PUSH_TOKEN`` when
+    set) and joins the live nodes; the heartbeat thread then keeps the node alive, retries
+    what failed while Redis was away, and logs what the gateways answered to the pushes.
+    """
+
+    #: how long the worker watches for the gateways' answer to its pushes (seconds)
+    OUTCOME_WAIT = 60.0
+
+    def __init__(self, registry: Registry, services: list[GenApi], settings: Settings) -> None:
         self.registry = registry
-        self.configs = [f.config for f in functions]
+        self.services = services
+        self.configs = [c for api in services for c in api.configs()]
         self.settings = settings
         self.node_id: str | None = None
         self._stop = threading.Event()
@@ -61,19 +72,33 @@ class Presence:
         self._leave_lock = threading.Lock()
         self._left = False
         self._gone = threading.Event()
+        self._awaiting: dict[str, str] = {}  # push id -> service
+        self._awaiting_until = 0.0
 
     def start(self, node_id: str) -> None:
         self.node_id = node_id
-        try:
-            self.registry.register(node_id, self.configs, self.settings.node_ttl)
-            log.info("registered %d function(s) as node %s", len(self.configs), node_id)
-            registered = True
-        except redis.RedisError as exc:
-            log.warning("registration failed (%s); retrying with the heartbeat", exc)
-            registered = False
+        registered = self._register()
         self._thread = threading.Thread(target=self._beat, args=(registered,), name="genapi-heartbeat",
                                         daemon=True)
         self._thread.start()
+
+    def _register(self) -> bool:
+        try:
+            for api in self.services:
+                if api.push:
+                    data = pushconfig.build(api.service, self.node_id, api.configs(), api.config_version,
+                                            self.settings.push_token)
+                    self.registry.push(data)
+                    self._awaiting[data["push_id"]] = api.service
+            self.registry.join(self.node_id, self.configs, self.settings.node_ttl)
+        except redis.RedisError as exc:
+            log.warning("registration failed (%s); retrying with the heartbeat", exc)
+            self._awaiting.clear()
+            return False
+        self._awaiting_until = time.monotonic() + self.OUTCOME_WAIT
+        log.info("node %s is up with %d function(s); pushed %s", self.node_id, len(self.configs),
+                 ", ".join(sorted(self._awaiting.values())) or "nothing (pull-only services)")
+        return True
 
     def _beat(self, registered: bool) -> None:
         while not self._stop.wait(self.settings.heartbeat_interval):
@@ -81,10 +106,31 @@ class Presence:
                 if registered:
                     self.registry.heartbeat(self.node_id, self.settings.node_ttl)
                 else:
-                    self.registry.register(self.node_id, self.configs, self.settings.node_ttl)
-                    registered = True
+                    registered = self._register()
+                self._log_outcomes()
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: %s", exc)
+
+    def _log_outcomes(self) -> None:
+        """Tell the service author what the gateways made of each push, once."""
+        for push_id, service in list(self._awaiting.items()):
+            outcome = self.registry.push_outcome(push_id)
+            if outcome is None:
+                continue
+            del self._awaiting[push_id]
+            status = outcome.get("status")
+            if status == "accepted" and not outcome.get("rejected"):
+                log.info("push of %s accepted: %s function(s)", service, outcome.get("count"))
+            elif status in ("accepted", "skipped"):
+                log.log(logging.WARNING if outcome.get("rejected") else logging.INFO, "push of %s %s%s", service,
+                        status, "".join(f"; refused {r['function']}: {r['reason']}"
+                                        for r in outcome.get("rejected", ())))
+            else:
+                log.error("push of %s refused by the gateway: %s", service, "; ".join(outcome.get("reasons", ())))
+        if self._awaiting and time.monotonic() > self._awaiting_until:
+            log.warning("no gateway has taken the push of %s yet; it waits in Redis until one starts",
+                        ", ".join(sorted(set(self._awaiting.values()))))
+            self._awaiting.clear()
 
     def stop(self) -> None:
         """Stop the heartbeat and leave the registry (once, however often it is called)."""
@@ -106,11 +152,13 @@ class Presence:
 
 
 def build_app(settings: Settings, services: list[GenApi]) -> Celery:
-    """A Celery app with one task per function; the tasks publish their replies."""
+    """A Celery app with one task per function (they publish their replies), and the
+    control task that answers a gateway's pull."""
     app = create_celery_app(settings)
     replier = Replier(settings.redis_url)
     for function in all_functions(services):
         make_task(app, function, replier)
+    make_describe_task(app, services, replier, settings.push_token)
     return app
 
 
@@ -143,7 +191,7 @@ def run_worker(module_names: list[str], celery_args: list[str], settings: Settin
     services = load_services(module_names)
     app = build_app(settings, services)
     client = redis.Redis.from_url(settings.redis_url)
-    presence = Presence(Registry(client, Keys(settings.key_prefix)), all_functions(services), settings)
+    presence = Presence(Registry(client, Keys(settings.key_prefix)), services, settings)
 
     @worker_ready.connect(weak=False)
     def _ready(sender=None, **kwargs):

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from gateway_app.auth import mint_token
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "integration-test-secret"
+ADMIN_TOKEN = "integration-admin-token"
 WORKER_OPTIONS = ["-P", "threads", "-c", "4", "-l", "info"]
 
 
@@ -30,20 +32,37 @@ class Stack:
         self.logdir = logdir
         self.redis = redis.Redis.from_url(redis_url)
         self.processes: list[subprocess.Popen] = []
+        self.logs: dict[int, Path] = {}
 
     def env(self, **extra: str) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GENAPI_")}
-        env.update(GENAPI_REDIS_URL=self.redis_url, GENAPI_SECRET_KEY=SECRET, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=str(ROOT))
+        env.update(GENAPI_REDIS_URL=self.redis_url, GENAPI_SECRET_KEY=SECRET, GENAPI_ADMIN_TOKEN=ADMIN_TOKEN,
+                   PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
         env.update(extra)
         return env
 
     def _spawn(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
-        log = open(self.logdir / f"{name}-{len(self.processes)}.log", "ab")
-        process = processes.spawn(argv, env=env, log=log, cwd=str(ROOT))
-        log.close()
+        path = self.logdir / f"{name}-{len(self.processes)}.log"
+        with open(path, "ab") as log:
+            process = processes.spawn(argv, env=env, log=log, cwd=str(ROOT))
         self.processes.append(process)
+        self.logs[process.pid] = path
         return process
+
+    def log_of(self, process: subprocess.Popen) -> str:
+        """Everything the process has written so far."""
+        return self.logs[process.pid].read_text(errors="replace")
+
+    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        """Run ``genapi ARGS...`` against this stack's Redis; output captured as text."""
+        return subprocess.run([sys.executable, "-m", "gateway_app", *args], env=self.env(**env), cwd=str(ROOT),
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    def cli_json(self, *args: str, **env: str):
+        """The decoded ``--json`` output of a ``genapi`` command that must succeed."""
+        done = self.cli(*args, "--json", **env)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
 
     def start_gateway(self, *workers: subprocess.Popen, **env: str) -> GatewayProcess:
         """Start a gateway and wait until it is healthy and sees each of ``workers``."""
@@ -53,9 +72,16 @@ class Stack:
         gateway = GatewayProcess(process, port)
         processes.wait_until(gateway.healthy, 30, "gateway", process)
         nodes = [self.node_of(worker) for worker in workers]
-        processes.wait_until(lambda: all(gateway.sees_node(n) for n in nodes), 10, "gateway sees the workers",
-                             process)
+        processes.wait_until(lambda: all(self.sees_worker(gateway, n) for n in nodes), 10,
+                             "gateway sees the workers", process)
         return gateway
+
+    def sees_worker(self, gateway: GatewayProcess, node_id: str | None) -> bool:
+        """The gateway routes to the node and serves every function it registered."""
+        info = self.redis.get(f"genapi:node:{node_id}")
+        if info is None or not gateway.sees_node(node_id):
+            return False
+        return set(json.loads(info)["tasks"]) <= set(gateway.status()["tasks"])
 
     def start_worker(self, *modules: str, options: list[str] = WORKER_OPTIONS, **env: str) -> subprocess.Popen:
         """Start a worker and wait until its node is in the registry."""
@@ -86,15 +112,19 @@ class GatewayProcess:
         self.process = process
         self.port = port
 
-    def health(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as reply:
-            return json.load(reply)
+    def status(self) -> dict:
+        """``/readyz`` with the admin token: readiness and what this gateway process sees."""
+        return http_json(f"http://127.0.0.1:{self.port}/readyz", token=ADMIN_TOKEN)[1]
 
     def healthy(self) -> bool:
-        return self.health()["status"] == "ok"
+        return self.status()["status"] == "ok"
 
     def sees_node(self, node_id: str) -> bool:
-        return node_id in self.health()["nodes"]
+        return node_id in self.status()["nodes"]
+
+    def admin(self, method: str, path: str, body: dict | None = None, token: str | None = ADMIN_TOKEN):
+        """(status, JSON) of an admin API request."""
+        return http_json(f"http://127.0.0.1:{self.port}/admin/{path}", method, body, token)
 
     def url(self, path: str = "/ws", user: str | None = "alice", roles=("admin",), device=None, ttl=600,
             token: str | None = None) -> str:
@@ -105,6 +135,24 @@ class GatewayProcess:
 
     def connect(self, **kwargs):
         return connect(self.url(**kwargs), max_size=None, open_timeout=10)
+
+
+def http_json(url: str, method: str = "GET", body: dict | None = None, token: str | None = None):
+    """(status, decoded JSON body) of one HTTP request; error statuses are returned, not raised."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as reply:
+            return reply.status, json.load(reply)
+    except urllib.error.HTTPError as error:
+        payload = error.read()
+        try:
+            return error.code, json.loads(payload)
+        except ValueError:
+            return error.code, payload.decode(errors="replace")
 
 
 def call(ws, request: dict | str, timeout: float = 10) -> dict:
@@ -126,7 +174,7 @@ def redis_server(tmp_path_factory):
     """One real redis-server for the session (never the machine's own on 6379)."""
     workdir = tmp_path_factory.mktemp("redis")
     port = processes.free_port()
-    process = processes.start_redis(port, workdir, log=open(workdir / "redis.log", "ab"))
+    process = processes.start_redis(port, workdir, log=open(workdir / "redis.log", "ab"), databases=DATABASES)
     try:
         processes.wait_until(lambda: redis.Redis(port=port).ping(), 10, "redis-server", process)
         yield port
@@ -134,7 +182,8 @@ def redis_server(tmp_path_factory):
         processes.stop(process)
 
 
-_databases = iter(range(1, 16))
+DATABASES = 128
+_databases = iter(range(1, DATABASES))
 
 
 @pytest.fixture(scope="session")

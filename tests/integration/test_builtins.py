@@ -39,3 +39,10 @@ def test_functions_hides_what_the_caller_may_not_call(gateway):
     assert ("sample", "members_only", None) in listing
     with gateway.connect(user="root", roles=("admin",)) as ws:
         assert ("sample", "admins_only", None) in _listing(ws)
+
+
+def test_a_map_function_whose_permission_key_lives_inside_a_map_argument_registers(ws):
+    """Reference §5.2: {"arg": "user_id"} may name a key of a map argument; the worker
+    starts and the function is registered (it used to refuse the whole module)."""
+    mine = _listing(ws)[("sample", "mine", None)]
+    assert mine["arg_orders"] == "map" and mine["arg_types"]["filter"]["type"] == "map"

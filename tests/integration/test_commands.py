@@ -19,7 +19,7 @@ import pytest
 from gateway_app import processes
 from gateway_app.auth import verify_token
 
-from .conftest import ROOT, SECRET, call, request
+from .conftest import ADMIN_TOKEN, ROOT, SECRET, call, http_json, request
 
 DEMO = {"service": "demo", "request_type": "hello", "request_id": "1", "args": {"name": "Ada"}}
 
@@ -178,15 +178,14 @@ def test_procfile_runs_under_honcho(tmp_path):
     while not all(processes.port_is_free(base + 100 * i) for i in range(4)):
         base = processes.free_port()
     redis_port = processes.free_port()
-    env = clean_env(GENAPI_SECRET_KEY=SECRET, GENAPI_REDIS_PORT=str(redis_port))
+    env = clean_env(GENAPI_SECRET_KEY=SECRET, GENAPI_ADMIN_TOKEN=ADMIN_TOKEN, GENAPI_REDIS_PORT=str(redis_port))
     honcho = processes.spawn([sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"),
                               "-d", str(ROOT), "-p", str(base)],
                              env=env, log=open(tmp_path / "honcho.log", "ab"), cwd=str(ROOT))
     web = base + 100
     try:
         def demo_available() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{web}/healthz", timeout=2) as reply:
-                return bool(json.load(reply)["nodes"])
+            return "demo.hello" in http_json(f"http://127.0.0.1:{web}/readyz", token=ADMIN_TOKEN)[1]["tasks"]
 
         processes.wait_until(demo_available, 90, "honcho: gateway sees the worker", honcho, interval=0.2)
         from websockets.sync.client import connect

@@ -21,7 +21,7 @@ def own_gateway(stack, sample_worker):
 
 def _wait_dispatched(gateway) -> None:
     """The call is in the gateway's pending table (sent to the worker) before SIGTERM."""
-    wait_until(lambda: gateway.health()["pending"] == 1, 10, "the gateway dispatched the call", interval=0.02)
+    wait_until(lambda: gateway.status()["pending"] == 1, 10, "the gateway dispatched the call", interval=0.02)
 
 
 def _close_code(ws) -> int:

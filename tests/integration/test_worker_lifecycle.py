@@ -137,3 +137,27 @@ def test_worker_leaves_when_shutdown_begins_and_finishes_its_call(fresh_stack):
         frame = json.loads(ws.recv(timeout=10))
         assert frame["request_id"] == "slow" and frame["result"] == "slow hello"
     assert worker.wait(15) == 0
+
+
+def test_a_frozen_worker_leaves_within_three_heartbeats_and_is_used_again_when_it_returns(fresh_stack):
+    heartbeat = 0.5  # the node TTL defaults to three heartbeats
+    fast = {"GENAPI_HEARTBEAT_MS": str(int(heartbeat * 1000))}
+    worker = fresh_stack.start_worker("tests.services.late", **fast)
+    gateway = fresh_stack.start_gateway(worker, **fast)
+    node = fresh_stack.node_of(worker)
+    with gateway.connect() as ws:
+        assert call(ws, HELLO)["result"] == "hello ada"
+        os.kill(worker.pid, signal.SIGSTOP)  # alive but silent, as behind a network partition
+        frozen = time.monotonic()
+        try:
+            wait_until(lambda: not gateway.sees_node(node), 3 * heartbeat + 1, "the node leaves selection",
+                       interval=0.02)
+            # within three heartbeat periods (plus the poll's own round trip)
+            assert time.monotonic() - frozen <= 3 * heartbeat + 0.2
+            frame = call(ws, HELLO)
+            assert (frame["error"], frame["can_retry"]) == ("Service temporarily unavailable", True)
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        wait_until(lambda: gateway.sees_node(node), 5, "the returning worker heartbeats again", interval=0.05)
+        for i in range(3):
+            assert call(ws, request("hello", {"name": str(i)}, service="late"))["result"] == f"hello {i}"

@@ -105,3 +105,9 @@ def async_add(a, b):
 def record(key):
     """Fire-and-forget: leaves a mark in Redis for the test to find."""
     redis.Redis.from_url(os.environ["GENAPI_REDIS_URL"]).set(key, "done", ex=60)
+
+
+@api.function("mine", arg_types={"filter": "map"}, arg_orders="map", check_permission={"arg": "user_id"})
+def mine(args):
+    """Registers although `user_id` is a key inside the `filter` map (reference §5.2)."""
+    return args

@@ -78,9 +78,10 @@ def test_worker_modules():
     assert args.modules == ["a.b", "c"]
 
 
-def test_gateway_and_flower_defaults():
+def test_gateway_and_flower_defaults(monkeypatch):
+    monkeypatch.delenv("GENAPI_HOST", raising=False)
     gw = build_parser().parse_args(["gateway"])
-    assert (gw.host, gw.port, gw.workers, gw.worker_connections) == ("0.0.0.0", None, 1, 10000)
+    assert (gw.host, gw.port, gw.workers, gw.worker_connections) == ("127.0.0.1", None, 1, 10000)
     fl = build_parser().parse_args(["flower", "--port", "5556"])
     assert (fl.host, fl.port, fl.basic_auth) == ("127.0.0.1", 5556, None)
 

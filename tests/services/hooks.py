@@ -1,0 +1,5 @@
+"""Callables that service configs name (allowlist tests)."""
+
+
+def audit(request, args):
+    return args
