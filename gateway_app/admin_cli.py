@@ -54,21 +54,29 @@ def _yes(flag: bool) -> str:
 # ------------------------------------------------------------------------- verbs
 
 
-def cmd_list(admin: Admin, args: argparse.Namespace) -> int:
-    listing = admin.list_functions(args.service)
+def _show(args: argparse.Namespace, data: Any, render: Callable[[Any], None], empty: str | None = None) -> int:
+    """``--json``: the data as the admin API returns it; else ``empty`` or the table."""
     if args.json:
-        _print_json(listing)
-        return 0
-    if not listing:
-        print("no functions registered" + (f" for service {args.service}" if args.service else ""))
-        return 0
-    rows = [{**f, "version": f["version"] or "(none)", "disabled": _yes(f["disabled"]) +
-             (" (operator)" if f["override"] == "disabled" else ""), "available": _yes(f["available"]),
-             "latest": "*" if f["latest"] else "", "nodes": len(f["nodes"])} for f in listing]
+        _print_json(data)
+    elif not data and empty is not None:
+        print(empty)
+    else:
+        render(data)
+    return 0
+
+
+def _functions_table(listing: list[dict]) -> None:
+    rows = [{**f, "version": f["version"] or "(none)", "latest": "*" if f["latest"] else "",
+             "disabled": _yes(f["disabled"]) + (" (operator)" if f["override"] == "disabled" else ""),
+             "available": _yes(f["available"]), "nodes": len(f["nodes"])} for f in listing]
     _table(rows, [("service", "SERVICE"), ("request_type", "FUNCTION"), ("version", "VERSION"),
                   ("latest", "DEFAULT"), ("disabled", "DISABLED"), ("available", "AVAILABLE"),
                   ("nodes", "NODES"), ("response_type", "MODE")])
-    return 0
+
+
+def cmd_list(admin: Admin, args: argparse.Namespace) -> int:
+    empty = "no functions registered" + (f" for service {args.service}" if args.service else "")
+    return _show(args, admin.list_functions(args.service), _functions_table, empty)
 
 
 def _change(action: str) -> Callable[[Admin, argparse.Namespace], int]:
@@ -77,13 +85,20 @@ def _change(action: str) -> Callable[[Admin, argparse.Namespace], int]:
             changed = admin.delete(args.service, args.request_type, args.version)
         else:
             changed = admin.set_disabled(args.service, args.request_type, args.version, action == "disable")
-        if args.json:
-            _print_json({"changed": changed})
-            return 0
-        for entry in changed:
-            print(f"{action}d {entry['service']}.{entry['request_type']} version {entry['version'] or '(none)'}")
-        return 0
+
+        def render(data: dict) -> None:
+            for entry in data["changed"]:
+                print(f"{action}d {entry['service']}.{entry['request_type']} version {entry['version'] or '(none)'}")
+        return _show(args, {"changed": changed}, render)
     return run
+
+
+def _failed_table(entries: list[dict]) -> None:
+    rows = [{**e, "function": f"{e['service']}.{e['request_type'] or '*'}", "version": e["version"] or "-",
+             "when": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["inserted_at_ms"] / 1000)),
+             "reason": "; ".join(e["reason"])} for e in entries]
+    _table(rows, [("id", "ID"), ("when", "WHEN"), ("source", "SOURCE"), ("function", "FUNCTION"),
+                  ("version", "VERSION"), ("node", "NODE"), ("reason", "REASON")])
 
 
 def cmd_failed_configs(admin: Admin, args: argparse.Namespace) -> int:
@@ -91,39 +106,20 @@ def cmd_failed_configs(admin: Admin, args: argparse.Namespace) -> int:
         print(f"cleared {admin.failed.clear()} failed config(s)")
         return 0
     entries = admin.failed.list(source=args.source, service=args.service, limit=args.limit)
-    if args.json:
-        _print_json(entries)
-        return 0
-    if not entries:
-        print("no failed configs in the last 24 hours")
-        return 0
-    rows = [{**e, "function": f"{e['service']}.{e['request_type'] or '*'}", "version": e["version"] or "-",
-             "when": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["inserted_at_ms"] / 1000)),
-             "reason": "; ".join(e["reason"])} for e in entries]
-    _table(rows, [("id", "ID"), ("when", "WHEN"), ("source", "SOURCE"), ("function", "FUNCTION"),
-                  ("version", "VERSION"), ("node", "NODE"), ("reason", "REASON")])
-    return 0
+    return _show(args, entries, _failed_table, "no failed configs in the last 24 hours")
 
 
-def cmd_pushed_services(admin: Admin, args: argparse.Namespace) -> int:
-    services = admin.pushed_services()
-    if args.json:
-        _print_json(services)
-        return 0
-    if not services:
-        print("no service has pushed (or been pulled) yet")
-        return 0
+def _pushed_table(services: dict) -> None:
     rows = [{"service": name, **record, "nodes": ", ".join(record["nodes"])} for name, record in services.items()]
     _table(rows, [("service", "SERVICE"), ("config_version", "CONFIG_VERSION"), ("source", "SOURCE"),
                   ("functions", "FUNCTIONS"), ("nodes", "NODES")])
-    return 0
 
 
-def cmd_cache_status(admin: Admin, args: argparse.Namespace) -> int:
-    status = admin.cache_status()
-    if args.json:
-        _print_json(status)
-        return 0
+def cmd_pushed_services(admin: Admin, args: argparse.Namespace) -> int:
+    return _show(args, admin.pushed_services(), _pushed_table, "no service has pushed (or been pulled) yet")
+
+
+def _cache_report(status: dict) -> None:
     print(f"{status['count']} function version(s) in {len(status['services'])} service(s); "
           f"{len(status['nodes'])} live worker(s); {status['failed_configs']} failed config(s) in 24 h")
     if status["by_service"]:
@@ -131,18 +127,21 @@ def cmd_cache_status(admin: Admin, args: argparse.Namespace) -> int:
                [("service", "SERVICE"), ("functions", "FUNCTIONS"), ("disabled", "DISABLED")])
     for node, services in status["nodes"].items():
         print(f"worker {node}: {', '.join(services)}")
-    return 0
+
+
+def cmd_cache_status(admin: Admin, args: argparse.Namespace) -> int:
+    return _show(args, admin.cache_status(), _cache_report)
+
+
+def _verdict(result: dict) -> None:
+    if result["status"] == "mismatch":
+        print(f"mismatch: the registry has {result['service']} at config_version {result['stored']}")
+    else:
+        print(result["status"].replace("_", " "))
 
 
 def cmd_verify(admin: Admin, args: argparse.Namespace) -> int:
-    result = admin.verify(args.service, args.config_version)
-    if args.json:
-        _print_json(result)
-    elif result["status"] == "mismatch":
-        print(f"mismatch: the registry has {args.service} at config_version {result['stored']}")
-    else:
-        print(result["status"].replace("_", " "))
-    return 0
+    return _show(args, admin.verify(args.service, args.config_version), _verdict)
 
 
 def cmd_detail_error(admin: Admin, args: argparse.Namespace) -> int:
@@ -191,8 +190,11 @@ def _with_json(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``admin`` (with its verbs), ``cache-status`` and ``pushed-services``."""
-    admin = sub.add_parser("admin", help="change and inspect the function registry (works on Redis directly)",
-                           description=__doc__.split("\n\n")[1])
+    admin = sub.add_parser(
+        "admin", help="change and inspect the function registry (works on Redis directly)",
+        description="Change and inspect the function registry. Works on Redis directly (GENAPI_REDIS_URL); "
+                    "--json prints what the matching /admin/ endpoint returns. Exit status 1: unknown function, "
+                    "Redis unreachable, or a forced pull no gateway ran.")
     verbs = admin.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     listing = _with_json(verbs.add_parser("list", help="every function version, with disabled/available"))

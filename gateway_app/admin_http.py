@@ -2,24 +2,16 @@
 
 Every request needs ``Authorization: Bearer <GENAPI_ADMIN_TOKEN>`` (compared in constant
 time). The sensitive actions of reference §13.1 also need their name in
-``GENAPI_ADMIN_ACTIONS`` (default: none — fail closed; refusals are logged):
+``GENAPI_ADMIN_ACTIONS`` (default: none — fail closed; refusals are logged).
 
-================================  =========================  ======================
-endpoint                          does                       needs
-================================  =========================  ======================
-``GET  /admin/functions``         list (``?service=``)       token
-``POST /admin/functions/disable`` ``{service, request_type,  token
-``POST /admin/functions/enable``  version?}``                token
-``POST /admin/functions/delete``                             token
-``GET  /admin/failed-configs``    ``?service=&source=&limit``  token
-``GET  /admin/pushed-services``                              token
-``GET  /admin/verify``            ``?service=&config_version=``  token
-``GET  /admin/cache-status``                                 token
-``GET  /admin/status``            this gateway process       token
-``POST /admin/pull``              ``{service?}`` forced pull token
-``POST /admin/push``              a PushConfig               token + ``push_config``
-``POST /admin/detail-error``      ``{enabled: bool}``        token + ``change_detail_error``
-================================  =========================  ======================
+* ``GET /admin/functions?service=`` — what ``genapi admin list --json`` prints
+* ``POST /admin/functions/disable|enable|delete`` — ``{service, request_type, version?}``
+* ``GET /admin/failed-configs?service=&source=&limit=``, ``GET /admin/pushed-services``,
+  ``GET /admin/verify?service=&config_version=``, ``GET /admin/cache-status``
+* ``GET /admin/status`` — what the gateway process that answers sees
+* ``POST /admin/pull`` — ``{service?}``: a forced pull
+* ``POST /admin/push`` — a PushConfig; also needs ``push_config``
+* ``POST /admin/detail-error`` — ``{enabled: bool}``; also needs ``change_detail_error``
 """
 
 from __future__ import annotations
@@ -60,14 +52,13 @@ def _error(status: int, message: str, **headers: str):
 
 
 def _body() -> dict:
+    """The JSON body; query parameters fill in what it does not give (``?service=…``)."""
     data = request.get_json(silent=True)
     if data is None and request.content_length:
         raise ValueError("the body must be JSON")
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise ValueError("the body must be a JSON object")
-    return data
+    return {**request.args.to_dict(), **(data or {})}
 
 
 def _function_target(data: dict) -> tuple[str, str, str | None]:

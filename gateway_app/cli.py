@@ -123,7 +123,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings.uses_dev_secret:
         _warn("GENAPI_SECRET_KEY is not set: this token is signed with the public development key, "
-              "which only a gateway on 127.0.0.1 without GENAPI_SECRET_KEY accepts")
+              "which only a gateway on a loopback address without GENAPI_SECRET_KEY accepts")
     roles = [r.strip() for r in (args.roles or "").split(",") if r.strip()]
     try:
         print(mint_token(settings.secret_key, args.user, roles, args.device, args.ttl))

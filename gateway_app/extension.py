@@ -48,8 +48,10 @@ class Gateway:
 
     ``Gateway(app)`` or ``gateway = Gateway(); gateway.init_app(app)``. Settings come from
     ``app.config["GENAPI_SETTINGS"]`` if set, else from the environment. Background work
-    (the reply listener, the registry refresher, the deadline sweeper) starts with the
-    first connection, or explicitly with :meth:`start`, in the serving process.
+    (reply listener, registry refresher, deadline sweeper, push receiver, pull and
+    retention schedules) starts in the serving process: at boot under ``genapi gateway``
+    (a gunicorn hook), else with the first ``/ws`` or ``/readyz`` request, or explicitly
+    with :meth:`start`. Never before a fork: threads do not survive one.
     """
 
     def __init__(self, app: Flask | None = None, settings: Settings | None = None,
@@ -133,10 +135,12 @@ class Gateway:
         return jsonify({"status": "ok"})
 
     def _readiness(self):
-        """``/readyz``: 200 when Redis, the broker and the reply subscription are up, else 503.
-        The details (which check failed, this process's view) need the admin token."""
+        """``/readyz``: 200 when Redis, the broker and the reply subscription are up and the
+        process is not draining, else 503 (a load balancer stops sending new clients). The
+        details (which check failed, this process's view) need the admin token."""
         self.start()
-        checks = {"redis": "ok", "broker": "ok", "reply_subscription": "ok" if self.listening else "not subscribed"}
+        checks = {"redis": "ok", "broker": "ok", "reply_subscription": "ok" if self.listening else "not subscribed",
+                  "accepting_calls": "draining" if self.draining else "ok"}
         try:
             self.redis.ping()
         except redis.RedisError as exc:

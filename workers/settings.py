@@ -105,8 +105,10 @@ def _names(env: Mapping[str, str], name: str, allowed: frozenset[str] | None = N
 
 #: Admin actions that need their name in ``GENAPI_ADMIN_ACTIONS`` besides the admin token
 #: (reference §13.1): the sensitive ones. Listing, enabling, disabling, deleting and
-#: resetting a rate limit need the token only.
-ADMIN_ACTIONS = frozenset({"change_detail_error", "update_rate_limit_config", "push_config"})
+#: resetting a rate limit need the token only. The original's tracing actions are accepted
+#: so a ported configuration loads, but nothing here traces yet.
+ADMIN_ACTIONS = frozenset({"change_detail_error", "update_rate_limit_config", "push_config", "enable_tracing",
+                           "disable_tracing"})
 
 
 @dataclass(frozen=True)

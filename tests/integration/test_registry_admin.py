@@ -3,12 +3,13 @@ gateway within a second, survive restarts, and are not undone by a worker re-reg
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 
 from gateway_app.processes import free_port, wait_until
 
-from .conftest import ADMIN_TOKEN, call, http_json, request
+from .conftest import ADMIN_TOKEN, ROOT, call, http_json, request
 
 CALC = request("calc", service="versioned", request_id="c")
 ONLY = request("only", service="versioned", request_id="o")
@@ -202,3 +203,24 @@ def test_a_gateway_nobody_has_called_yet_registers_pushes(fresh_stack):
                process)
     fresh_stack.start_worker("tests.services.versioned")
     wait_until(lambda: len(fresh_stack.cli_json("admin", "list")) == 3, 10, "the push is registered")
+
+
+def test_the_admin_cli_needs_only_the_redis_url(fresh_stack):
+    worker = fresh_stack.start_worker("tests.services.versioned")
+    gateway = fresh_stack.start_gateway(worker)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "GENAPI_REDIS_URL": fresh_stack.redis_url}
+
+    def genapi(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gateway_app", *args], env=env, cwd="/", capture_output=True,
+                              text=True, timeout=60)
+
+    done = genapi("admin", "disable", "versioned", "only", "--version", "1.0.0")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "disabled versioned.only version 1.0.0\n", "")
+    with gateway.connect() as ws:
+        seconds_until(ws, ONLY, lambda f: f["error"] == "unsupported function: only version latest", within=1.0)
+    assert genapi("cache-status").returncode == 0 and genapi("pushed-services").returncode == 0
+    unreachable = dict(env, GENAPI_REDIS_URL=f"redis://:sekrit@127.0.0.1:{free_port()}/0")
+    done = subprocess.run([sys.executable, "-m", "gateway_app", "admin", "list"], env=unreachable, cwd="/",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "cannot reach Redis at redis://:***@127.0.0.1" in done.stderr
+    assert "sekrit" not in done.stderr + done.stdout and "Traceback" not in done.stderr

@@ -7,7 +7,7 @@ import pytest
 from workers.allowlist import Allowlist
 from workers.settings import ADMIN_ACTIONS, Settings, SettingsError
 
-ALLOWED_ACTIONS = "change_detail_error, push_config, update_rate_limit_config"
+ALLOWED_ACTIONS = "change_detail_error, disable_tracing, enable_tracing, push_config, update_rate_limit_config"
 
 
 def load(**env: str) -> Settings:
@@ -50,7 +50,8 @@ def test_push_token():
 
 
 def test_admin_actions_known_names():
-    assert ADMIN_ACTIONS == frozenset({"change_detail_error", "update_rate_limit_config", "push_config"})
+    assert ADMIN_ACTIONS == frozenset({"change_detail_error", "update_rate_limit_config", "push_config",
+                                      "enable_tracing", "disable_tracing"})
 
 
 @pytest.mark.parametrize("raw, expected", [
