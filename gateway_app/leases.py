@@ -49,6 +49,9 @@ class SharedSchedule:
     round now (a forced pull), and ``due_now()`` lets a job say it has work regardless.
     """
 
+    #: seconds before the next round after a round that raised
+    RETRY_AFTER = 10.0
+
     def __init__(self, client: redis.Redis, keys: Keys, name: str, owner: str, job: Callable[[], float],
                  lease_ttl: float, tick: float = 1.0, due_now: Callable[[], bool] | None = None) -> None:
         self.client = client
@@ -73,7 +76,13 @@ class SharedSchedule:
         if not self._due() or not self.lease.acquire(self.lease_ttl):
             return False
         try:
-            delay = self.job()
+            try:
+                delay = self.job()
+            except redis.RedisError:
+                raise
+            except Exception:  # a bug in one round must not turn into a round every tick
+                log.exception("%s: round failed; next try in %ss", self.name, self.RETRY_AFTER)
+                delay = self.RETRY_AFTER
             self.client.hset(self.state_key, f"{self.name}:next", redis_now_ms(self.client) + int(delay * 1000))
         finally:
             self.lease.release()

@@ -220,3 +220,14 @@ def gateway(stack, sample_worker):
 def ws(gateway):
     with gateway.connect() as socket:
         yield socket
+
+
+@pytest.fixture
+def redis_db(redis_server):
+    """A client on a database of its own of the real redis-server (for in-process tests)."""
+    client = redis.Redis(port=redis_server, db=next(_databases))
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
