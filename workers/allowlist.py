@@ -17,11 +17,14 @@ callback, hooks, a node selector):
   ``services`` or ``service.request_type`` is in ``functions``. With ``callables`` given,
   every callable a config names must be in a listed module (``"pkg.mod"``) or be listed
   exactly (``"pkg.mod:func"``). A missing list does not restrict; an empty one refuses all.
+  A flat list (``billing,ops.restart,myapp.hooks`` or a JSON array) is all three lists at
+  once, like the original's MFA allowlist: each entry allows what it names.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +39,9 @@ DENIED_MODULES = frozenset({
     "frozen_importlib", "frozen_importlib_external", "runpy", "pty", "shutil", "pickle", "marshal", "ctypes",
     "socket",
 })
+
+#: one entry of a flat allowlist: a service, ``service.request_type``, a module or ``module:function``
+_ENTRY = re.compile(r"[A-Za-z0-9_][\w.\-]*(:[A-Za-z_][\w.]*)?")
 
 #: Services refused everywhere: the built-ins, and ``celery`` (its task names are Celery's own).
 DENIED_SERVICES = RESERVED_SERVICES | {"celery"}
@@ -97,13 +103,27 @@ class Allowlist:
 
     @classmethod
     def parse(cls, raw: str) -> Allowlist:
-        """Parse the JSON form; raise ``ValueError`` with a readable message."""
+        """Parse the JSON object form, or a flat list (comma-separated or a JSON array) whose
+        entries may each name a service, a ``service.request_type`` or a callable's module
+        or ``module:function``. Raise ``ValueError`` with a readable message."""
+        text = raw.strip()
+        if not text.startswith("{"):
+            if text.startswith("["):
+                try:
+                    entries = json.loads(text)
+                except ValueError:
+                    entries = None
+            else:
+                entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+            if not isinstance(entries, list) or not all(isinstance(e, str) and _ENTRY.fullmatch(e) for e in entries):
+                raise ValueError(f"must be a JSON object, or a list of names (services, service.function, "
+                                 f"module or module:function), got {raw.strip()!r}")
+            names = frozenset(entries)
+            return cls(services=names, functions=names, callables=names)
         try:
-            data = json.loads(raw)
+            data = json.loads(text)
         except ValueError as exc:
             raise ValueError(f"must be a JSON object such as {{\"services\": [\"billing\"]}} ({exc})") from None
-        if not isinstance(data, dict):
-            raise ValueError("must be a JSON object with 'services', 'functions' and/or 'callables' lists")
         unknown = sorted(set(data) - {"services", "functions", "callables"})
         if unknown:
             raise ValueError(f"unknown key {', '.join(unknown)} (allowed: services, functions, callables)")

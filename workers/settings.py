@@ -95,12 +95,29 @@ def _names(env: Mapping[str, str], name: str, allowed: frozenset[str] | None = N
             raise SettingsError(f"{name} must be a comma-separated list or a JSON array of strings, got {raw!r}")
     else:
         items = raw.split(",")
-    names = tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
+    names = tuple(dict.fromkeys(i.strip().lstrip(":") for i in items if i.strip().lstrip(":")))
     if allowed is not None:
         unknown = [n for n in names if n not in allowed]
         if unknown:
             raise SettingsError(f"{name}: unknown name {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
     return names
+
+
+def _service_configs(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``GENAPI_SERVICE_CONFIGS``: service names, comma-separated or as a JSON array; the
+    array may also hold the original's service-config objects (only ``service`` is used:
+    the gateway finds the nodes itself)."""
+    raw = (env.get("GENAPI_SERVICE_CONFIGS") or "").strip()
+    if raw.startswith("["):
+        try:
+            items = json.loads(raw)
+        except ValueError:
+            items = None
+        if isinstance(items, list) and all(isinstance(i, dict) for i in items):
+            if all(isinstance(i.get("service"), str) and i["service"] for i in items):
+                return tuple(dict.fromkeys(i["service"] for i in items))
+            raise SettingsError("GENAPI_SERVICE_CONFIGS: every object needs a \"service\" name")
+    return _names(env, "GENAPI_SERVICE_CONFIGS")
 
 
 #: Admin actions that need their name in ``GENAPI_ADMIN_ACTIONS`` besides the admin token
@@ -182,7 +199,7 @@ class Settings:
             admin_actions=frozenset(_names(env, "GENAPI_ADMIN_ACTIONS", ADMIN_ACTIONS)),
             push_token=env.get("GENAPI_PUSH_TOKEN") or None,
             registration_allowlist=allowlist,
-            service_configs=_names(env, "GENAPI_SERVICE_CONFIGS"),
+            service_configs=_service_configs(env),
             pull_interval=_duration(env, "GENAPI_PULL_INTERVAL", 30.0, 0.1, 86400),
             pull_timeout=_duration(env, "GENAPI_PULL_TIMEOUT", 5.0, 0.1, 300),
             registry_retention=_duration(env, "GENAPI_REGISTRY_RETENTION", 86400.0, 1.0, 365 * 86400),

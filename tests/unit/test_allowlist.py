@@ -49,8 +49,8 @@ def test_parse_tolerates_surrounding_whitespace():
     assert Allowlist.parse('  {"functions": ["a.b"]}\n').functions == frozenset({"a.b"})
 
 
-@pytest.mark.parametrize("raw", ["", "{", "{services: []}", "{'services': []}", "nope"])
-def test_parse_bad_json(raw):
+@pytest.mark.parametrize("raw", ["{", "{services: []}", "{'services': []}", '{"services": ["a"]'])
+def test_parse_bad_json_object(raw):
     with pytest.raises(ValueError) as info:
         Allowlist.parse(raw)
     message = str(info.value)
@@ -58,11 +58,31 @@ def test_parse_bad_json(raw):
     assert message.endswith(")")
 
 
-@pytest.mark.parametrize("raw", ["[]", '["billing"]', '"billing"', "1", "null", "true"])
-def test_parse_non_object(raw):
-    with pytest.raises(ValueError) as info:
+@pytest.mark.parametrize(("raw", "names"), [
+    ("billing", {"billing"}),
+    ("billing, ops.restart ,myapp.hooks:audit,", {"billing", "ops.restart", "myapp.hooks:audit"}),
+    ('["billing", "ops.restart"]', {"billing", "ops.restart"}),
+    ("[]", set()),
+    ("", set()),
+])
+def test_a_flat_list_restricts_services_functions_and_callables_alike(raw, names):
+    allowlist = Allowlist.parse(raw)
+    assert allowlist.services == allowlist.functions == allowlist.callables == frozenset(names)
+
+
+def test_a_flat_list_allows_what_each_entry_names():
+    allowlist = Allowlist.parse("billing,ops.restart,myapp.hooks")
+    assert allowlist.refusal("billing", "charge", ["myapp.hooks:audit"]) is None
+    assert allowlist.refusal("ops", "restart", []) is None
+    assert allowlist.refusal("ops", "stop", []) == "function ops.stop is not in GENAPI_REGISTRATION_ALLOWLIST"
+    assert allowlist.refusal("billing", "charge", ["other:f"]) == \
+        "callable other:f is not in GENAPI_REGISTRATION_ALLOWLIST"
+
+
+@pytest.mark.parametrize("raw", ['"billing"', "[1]", "[", '[""]', "a b", "[null]", "svc:"])
+def test_a_flat_list_of_anything_but_names_is_refused(raw):
+    with pytest.raises(ValueError, match="must be a JSON object, or a list of names"):
         Allowlist.parse(raw)
-    assert str(info.value) == NOT_OBJECT
 
 
 def test_parse_unknown_key():

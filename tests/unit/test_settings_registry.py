@@ -114,9 +114,14 @@ def test_blank_registration_allowlist_means_none(raw):
 
 
 def test_invalid_registration_allowlist_names_the_variable():
-    assert error(GENAPI_REGISTRATION_ALLOWLIST='["billing"]') == (
-        "GENAPI_REGISTRATION_ALLOWLIST must be a JSON object with 'services', 'functions' and/or "
-        "'callables' lists")
+    assert error(GENAPI_REGISTRATION_ALLOWLIST='["bill ing"]') == (
+        "GENAPI_REGISTRATION_ALLOWLIST must be a JSON object, or a list of names (services, service.function, "
+        "module or module:function), got '[\"bill ing\"]'")
+
+
+def test_registration_allowlist_as_a_flat_list():
+    allowlist = load(GENAPI_REGISTRATION_ALLOWLIST="billing,ops.restart").registration_allowlist
+    assert allowlist.services == frozenset({"billing", "ops.restart"}) == allowlist.callables
 
 
 @pytest.mark.parametrize("raw, detail", [
@@ -132,7 +137,7 @@ def test_registration_allowlist_errors_carry_the_parse_message(raw, detail):
 
 def test_registration_allowlist_error_is_a_value_error():
     with pytest.raises(ValueError):
-        Settings.from_env({"GENAPI_REGISTRATION_ALLOWLIST": "[]"})
+        Settings.from_env({"GENAPI_REGISTRATION_ALLOWLIST": "[1]"})
 
 
 # ------------------------------------------------------------- service configs
@@ -273,3 +278,21 @@ def test_repr_of_settings_from_env_hides_every_secret():
 def test_replace_keeps_secrets_out_of_repr():
     s = Settings().replace(push_token="push-token-PLUGH-2", admin_token="admin-token-FROBOZZ-3")
     assert "PLUGH" not in repr(s) and "FROBOZZ" not in repr(s)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ('[{"service": "reports", "nodes": ["a@h"], "module": "x"}, {"service": "archive"}]', ("reports", "archive")),
+    ('[{"service": "reports"}, {"service": "reports"}]', ("reports",)),
+])
+def test_service_configs_accept_the_originals_objects(raw, expected):
+    assert load(GENAPI_SERVICE_CONFIGS=raw).service_configs == expected
+
+
+def test_service_config_objects_need_a_service_name():
+    assert error(GENAPI_SERVICE_CONFIGS='[{"nodes": ["a@h"]}]') == \
+        'GENAPI_SERVICE_CONFIGS: every object needs a "service" name'
+
+
+def test_admin_actions_written_as_elixir_atoms():
+    assert load(GENAPI_ADMIN_ACTIONS=":push_config, :change_detail_error").admin_actions == frozenset(
+        {"push_config", "change_detail_error"})
