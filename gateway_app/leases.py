@@ -76,6 +76,8 @@ class SharedSchedule:
         if not self._due() or not self.lease.acquire(self.lease_ttl):
             return False
         try:
+            if not self._due():  # another process ran it between our check and our lease
+                return False
             try:
                 delay = self.job()
             except redis.RedisError:
