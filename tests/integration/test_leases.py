@@ -10,23 +10,29 @@ from workers.protocol import Keys
 KEYS = Keys()
 
 
+def _race(redis_db, contenders: int = 5) -> tuple[list[str], list[SharedSchedule]]:
+    """Several processes' schedules of one job, all checking at the same instant."""
+    redis_db.delete("genapi:schedule")
+    ran: list[str] = []
+    schedules = [SharedSchedule(redis_db, KEYS, "job", f"gw{i}", lambda i=i: ran.append(f"gw{i}") or 60.0,
+                                lease_ttl=5) for i in range(contenders)]
+    barrier = threading.Barrier(contenders)
+
+    def race(schedule: SharedSchedule) -> None:
+        barrier.wait()
+        schedule.run_once()
+
+    threads = [threading.Thread(target=race, args=(s,)) for s in schedules]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return ran, schedules
+
+
 def test_only_one_of_several_schedules_runs_each_due_round(redis_db):
     for attempt in range(20):  # the race is between checking "due" and taking the lease: try it often
-        redis_db.delete("genapi:schedule")
-        ran: list[str] = []
-        schedules = [SharedSchedule(redis_db, KEYS, "job", f"gw{i}", lambda i=i: ran.append(f"gw{i}") or 60.0,
-                                    lease_ttl=5) for i in range(5)]
-        barrier = threading.Barrier(len(schedules))
-
-        def race(schedule: SharedSchedule) -> None:
-            barrier.wait()
-            schedule.run_once()
-
-        threads = [threading.Thread(target=race, args=(s,)) for s in schedules]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
+        ran, schedules = _race(redis_db)
         assert len(ran) == 1, f"attempt {attempt}: {ran} ran"
         # the next round is 60 s away for every one of them
         assert not any(s.run_once() for s in schedules) and len(ran) == 1
