@@ -38,7 +38,7 @@ def test_a_function_whose_workers_are_gone_is_pruned_after_the_retention(fresh_s
         assert "late.hello" in listed(fresh_stack)
         # the retention, give or take one sweep (a quarter of it), plus margin
         wait_until(lambda: listed(fresh_stack) == [], RETENTION * 3, "the functions are pruned", interval=0.2)
-        assert time.monotonic() - gone >= RETENTION * 3 / 4 - 0.1
+        assert time.monotonic() - gone >= RETENTION / 2  # not at once: after about the retention
         assert call(ws, HELLO)["error"] == "unsupported function: hello version latest"
     assert fresh_stack.cli_json("pushed-services") == {}
     # a returning worker registers them again
