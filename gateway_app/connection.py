@@ -1,8 +1,19 @@
-"""One WebSocket connection: its identity, a send lock, and the receive loop."""
+"""One WebSocket connection: its identity, its outbound queue and writer, the receive loop.
+
+Frames never go to the socket from the thread that produced them. Each connection has a
+bounded queue (bytes) drained by its own writer, so the reply listener and the pipeline
+never block on a slow socket, and a client that stops reading holds up nobody else:
+
+* a stream chunk that does not fit is refused (the caller ends that stream with an error);
+* a terminal frame (a call's answer) may use a small reserve on top of the bound; when even
+  that is full, the client is not reading at all, and the connection is closed (1008).
+"""
 
 from __future__ import annotations
 
+import collections
 import logging
+import socket
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -19,49 +30,145 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("genapi.gateway")
 
+#: bytes of frames a connection may have waiting (non-terminal frames stop here)
+QUEUE_BYTES = 8 * 1024 * 1024
+#: extra room for terminal frames, so a stream can still be ended with an error
+TERMINAL_RESERVE = 256 * 1024
+#: how long a close handshake may take before the socket is shut down
+CLOSE_GRACE = 2.0
+POLICY_VIOLATION = 1008
+
 
 class Connection:
-    """A client connection. Frames may be sent from any greenlet; sends are serialised."""
+    """A client connection. ``send`` may be called from any thread; it never blocks."""
 
-    def __init__(self, ws: Any, identity: Identity | None, public: bool) -> None:
+    def __init__(self, ws: Any, identity: Identity | None, public: bool, queue_bytes: int = QUEUE_BYTES) -> None:
         self.ws = ws
         self.identity = identity
         self.public = public
         self.id = uuid.uuid4().hex
         self.open = True
+        #: running async and stream calls by ``deliveries.call_key`` of their request id (cancel)
+        self.calls: dict[str, Any] = {}
+        self.queue_bytes = queue_bytes
+        self._frames: collections.deque[str | None] = collections.deque()
+        self._queued = 0
         self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._close: tuple[int, str] | None = None
+        self._writer = threading.Thread(target=self._write_loop, name=f"genapi-writer-{self.id[:8]}", daemon=True)
+        self._writer.start()
 
-    def close(self, code: int, reason: str) -> None:
-        """Close the socket with a WebSocket close code (1001: the server is going away)."""
-        if not self.open:
-            return
-        self.open = False
-        try:
-            with self._lock:
-                self.ws.close(reason=code, message=reason)
-        except (ConnectionClosed, OSError):
-            pass
+    # ------------------------------------------------------------------ sending
 
-    def send(self, frame: dict) -> None:
-        """Send one Response frame; a result that cannot be JSON-encoded becomes an error."""
+    def send(self, frame: dict, *, terminal: bool = True) -> bool:
+        """Queue one Response frame; False if the connection is closed or the queue is full.
+
+        A terminal frame that does not fit even in the reserve closes the connection: its
+        client has stopped reading. A result that cannot be JSON-encoded becomes an error.
+        """
         try:
             text = encode(frame)
         except (TypeError, ValueError):
             log.exception("response for %r is not JSON serialisable", frame.get("request_id"))
             text = encode(error_frame(frame.get("request_id", UNKNOWN_REQUEST_ID), INTERNAL_ERROR))
-        if not self.open:
-            return
-        try:
-            with self._lock:
-                self.ws.send(text)
-        except (ConnectionClosed, OSError):
+        size = len(text)
+        with self._lock:
+            if not self.open:
+                return False
+            limit = self.queue_bytes + (TERMINAL_RESERVE if terminal else 0)
+            if self._queued and self._queued + size > limit:
+                full = True
+            else:
+                full = False
+                self._frames.append(text)
+                self._queued += size
+                self._ready.notify()
+        if full and terminal:
+            log.warning("connection %s stopped reading (%d bytes queued); closing it", self.id, self._queued)
+            self.abort(POLICY_VIOLATION, "client too slow")
+        return not full
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued are written (1001: the server is going away)."""
+        with self._lock:
+            if not self.open:
+                return
             self.open = False
+            self._close = (code, reason)
+            self._frames.append(None)
+            self._ready.notify()
+        self._shutdown_later()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close now, dropping what is queued; shut the socket down if the close handshake
+        itself cannot get through (a client that does not read)."""
+        with self._lock:
+            self.open = False
+            self._frames.clear()
+            self._queued = 0
+            self._close = (code, reason)
+            self._frames.append(None)
+            self._ready.notify()
+        self._shutdown_later()
+
+    def _shutdown_later(self) -> None:
+        timer = threading.Timer(CLOSE_GRACE, self._shutdown_socket)
+        timer.daemon = True
+        timer.start()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._frames:
+                    self._ready.wait()
+                text = self._frames.popleft()
+                if text is not None:
+                    self._queued -= len(text)
+            if text is None:
+                self._send_close()
+                return
+            try:
+                self.ws.send(text)
+            except (ConnectionClosed, OSError):
+                with self._lock:
+                    self.open = False
+                    self._frames.clear()
+                    self._queued = 0
+                return
+
+    def _send_close(self) -> None:
+        code, reason = self._close or (1000, "")
+        try:
+            self.ws.close(reason=code, message=reason)
+        except (ConnectionClosed, OSError):
+            pass
+
+    def _shutdown_socket(self) -> None:
+        sock = getattr(self.ws, "sock", None)
+        if self._writer.is_alive() and sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def finish(self) -> None:
+        """The receive loop ended: let the writer go."""
+        with self._lock:
+            self.open = False
+            if not self._frames or self._frames[-1] is not None:
+                self._frames.append(None)
+            self._ready.notify()
 
 
 def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool) -> None:
     """Read frames until the client goes away. No exception escapes (flask-sock would write
     an HTTP 500 into the upgraded socket)."""
-    conn = Connection(ws, identity, public)
+    conn = Connection(ws, identity, public, gateway.settings.outbound_queue_bytes)
     gateway.connections.add(conn)
     try:
         while conn.open:
@@ -79,6 +186,6 @@ def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool) ->
     except Exception:
         log.exception("connection %s failed", conn.id)
     finally:
-        conn.open = False
         gateway.connections.discard(conn)
-        gateway.deliveries.drop_connection(conn)
+        gateway.replies.disconnected(conn)
+        conn.finish()

@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from workers.protocol import UNKNOWN_REQUEST_ID, invalid_request
+from workers.protocol import UNKNOWN_REQUEST_ID
 
-from .errors import Rejected
+from . import errors
 
 _REQUIRED = ("request_type", "request_id", "service")
 
@@ -44,18 +44,18 @@ def parse(raw: str | bytes, max_bytes: int) -> dict:
     """Size check, then JSON; the result is a JSON object (dict)."""
     size = frame_size(raw)
     if size > max_bytes:
-        raise Rejected(invalid_request(
-            f"Request payload exceeds maximum size of {max_bytes} bytes (got {size} bytes)"))
+        raise errors.invalid(
+            f"Request payload exceeds maximum size of {max_bytes} bytes (got {size} bytes)")
     try:
         payload = json.loads(raw, parse_constant=_reject_constant)
     except RecursionError:
-        raise Rejected(invalid_request("Malformed request payload: nested too deeply")) from None
+        raise errors.invalid("Malformed request payload: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(invalid_request(f"Malformed request payload: not valid JSON ({exc})")) from None
+        raise errors.invalid(f"Malformed request payload: not valid JSON ({exc})") from None
     if not isinstance(payload, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
             type(payload), "a number")
-        raise Rejected(invalid_request(f"Malformed request payload: expected a JSON object, got {kind}"))
+        raise errors.invalid(f"Malformed request payload: expected a JSON object, got {kind}")
     return payload
 
 
@@ -72,7 +72,7 @@ def decode(payload: dict) -> Request:
     """Check the required fields and their types; ``args`` null or absent means ``{}``."""
     missing = [name for name in _REQUIRED if _missing(payload.get(name))]
     if missing:
-        raise Rejected(invalid_request(f"Missing required fields: {', '.join(missing)}"))
+        raise errors.invalid(f"Missing required fields: {', '.join(missing)}")
     problems = [f"{name} must be a string" for name in ("service", "request_type")
                 if not isinstance(payload[name], str)]
     args = payload.get("args")
@@ -84,7 +84,7 @@ def decode(payload: dict) -> Request:
         if payload.get(name) is not None and not isinstance(payload[name], str):
             problems.append(f"{name} must be a string")
     if problems:
-        raise Rejected(invalid_request(f"Malformed request payload: {'; '.join(problems)}"))
+        raise errors.invalid(f"Malformed request payload: {'; '.join(problems)}")
     version = payload.get("version") or None
     return Request(
         service=payload["service"],

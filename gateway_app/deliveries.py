@@ -1,20 +1,22 @@
-"""Requests waiting for a worker's reply, and their deadlines.
+"""Calls waiting for a worker's reply, and their deadlines.
 
-Each dispatched request that expects an answer is a :class:`Pending` entry under a
-gateway-local ``ref``. Whoever takes the entry first — the reply listener or the deadline
-sweeper — sends the one terminal frame; the other finds nothing. That is the whole
-"exactly one terminal frame" rule.
+Each dispatched call that expects an answer is a :class:`Pending` entry under a
+gateway-local ``ref``; a retried call is entered again under a new ``ref``, so a late reply
+of the failed attempt finds nothing. The table only stores and expires entries: whoever
+takes an entry (:meth:`Deliveries.take`) owns it, and :mod:`gateway_app.replies` is the one
+place that then ends the call with its terminal frame.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("genapi.gateway")
@@ -23,17 +25,45 @@ log = logging.getLogger("genapi.gateway")
 SWEEP_TICK = 0.05
 
 
+def call_key(request_id: Any) -> str:
+    """A request id as a dict key: ids may be any JSON value, lists and objects included."""
+    return json.dumps(request_id, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Handle:
+    """What dispatching a call gave: the Celery task id, the queue, and the node when a
+    particular worker was chosen (or once the worker said it started the call)."""
+
+    task_id: str
+    queue: str
+    node: str | None = None
+
+
 @dataclass(eq=False)
 class Pending:
-    """Where a reply goes: the connection, the client's request id and the call's mode."""
+    """One call in flight: where its frames go, what it runs, and what was dispatched."""
 
     conn: Any
     request_id: Any
     response_type: str
     deadline: float | None  # time.monotonic() value, or None for "infinity"
     task: str | None = None
-    #: the worker running it, once known (reported only for calls without a deadline)
+    #: the worker running it: the chosen one, or the one that reported ``started``
     node: str | None = None
+    config: Any = None
+    args: dict | None = None
+    #: the request info sent to the worker (when the function asked for it)
+    info: dict | None = None
+    handle: Handle | None = None
+    ref: str | None = None
+    #: retries already made (the first attempt is 0)
+    retries: int = 0
+    #: the node selection's choice for this call (a worker's direct queue), if any
+    queue: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    #: held while a frame of this call is queued, so no chunk can follow its terminal frame
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class Deliveries:
@@ -50,8 +80,9 @@ class Deliveries:
         return len(self._pending)
 
     def add(self, pending: Pending) -> str:
-        """Register a request before it is dispatched; returns its ref."""
+        """Register a call before it is dispatched; returns its (new) ref, also set on it."""
         ref = str(next(self._refs))
+        pending.ref = ref
         self._pending[ref] = pending
         if pending.deadline is not None:
             with self._wake:
@@ -67,33 +98,30 @@ class Deliveries:
     def get(self, ref: str) -> Pending | None:
         return self._pending.get(ref)
 
-    def without_deadline(self) -> list[tuple[str, Pending]]:
+    def on_nodes(self) -> list[Pending]:
+        """Entries whose worker is known (to notice when it dies)."""
+        return [p for p in list(self._pending.values()) if p.node is not None]
+
+    def without_deadline(self) -> list[Pending]:
         """Entries no sweeper will ever time out (``timeout: "infinity"``)."""
-        return [(ref, p) for ref, p in list(self._pending.items()) if p.deadline is None]
+        return [p for p in list(self._pending.values()) if p.deadline is None]
 
-    def take_all(self) -> list[Pending]:
-        """Remove and return every entry (the gateway is shutting down)."""
-        taken = []
-        for ref in list(self._pending):
-            pending = self._pending.pop(ref, None)
-            if pending is not None:
-                taken.append(pending)
-        return taken
+    def entries(self) -> list[Pending]:
+        """Every entry, left in place."""
+        return list(self._pending.values())
 
-    def drop_connection(self, conn: Any) -> int:
-        """Forget every request of a closed connection; returns how many."""
-        refs = [ref for ref, p in list(self._pending.items()) if p.conn is conn]
-        for ref in refs:
-            self._pending.pop(ref, None)
-        return len(refs)
+    def of_connection(self, conn: Any) -> list[Pending]:
+        """Every entry of one connection (compared by identity)."""
+        return [p for p in list(self._pending.values()) if p.conn is conn]
 
     def expire(self, now: float) -> list[Pending]:
-        """Take every entry whose deadline passed."""
+        """Every entry still pending whose deadline passed (they stay in the table: the
+        caller settles them, and may lose the race to a reply that arrives meanwhile)."""
         expired = []
         with self._wake:
             while self._deadlines and self._deadlines[0][0] <= now:
                 _, ref = heapq.heappop(self._deadlines)
-                pending = self._pending.pop(ref, None)
+                pending = self._pending.get(ref)
                 if pending is not None:
                     expired.append(pending)
         return expired

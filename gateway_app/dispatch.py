@@ -24,12 +24,16 @@ from typing import Any, Protocol
 import redis
 from celery import Celery
 
+from workers.protocol import TaskHeader
+
+from .deliveries import Handle
+
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
 class Dispatcher(Protocol):
-    def send(self, task_name: str, args: dict, queue: str, timeout_s: float | None, meta: dict | None) -> None:
-        """Enqueue the task; raise on broker failure."""
+    def send(self, task_name: str, args: dict, queue: str, timeout_s: float | None, meta: dict | None) -> Handle:
+        """Enqueue the task; return its handle (task id, queue); raise on broker failure."""
 
     def ping(self) -> None:
         """Reach the broker once; raise if it does not answer."""
@@ -41,14 +45,14 @@ class CeleryDispatcher:
     def __init__(self, app: Celery) -> None:
         self.app = app
 
-    def send(self, task_name: str, args: dict, queue: str, timeout_s: float | None, meta: dict | None) -> None:
+    def send(self, task_name: str, args: dict, queue: str, timeout_s: float | None, meta: dict | None) -> Handle:
         options: dict[str, Any] = {"queue": queue, "ignore_result": True}
         if timeout_s is not None:
             # a task still queued when the caller gave up is discarded, never run late
             options["expires"] = timeout_s
         if meta is not None:
-            options["headers"] = {"genapi": meta}
-        self.app.send_task(task_name, kwargs=args, **options)
+            options["headers"] = {TaskHeader.HEADER: meta}
+        return Handle(self.app.send_task(task_name, kwargs=args, **options).id, queue)
 
     def ping(self) -> None:
         with self.app.connection_for_write() as connection:
@@ -78,7 +82,7 @@ def task_message(task_name: str, args: dict, queue: str, timeout_s: float | None
         "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
     }
     if meta is not None:
-        headers["genapi"] = meta
+        headers[TaskHeader.HEADER] = meta
     body = json.dumps([[], args, _EMBED]).encode()
     properties.update({
         "delivery_info": {"exchange": "", "routing_key": queue},
@@ -104,9 +108,10 @@ class RedisQueueDispatcher:
         self.client = redis.Redis(connection_pool=pool)
         self.origin = f"gateway{os.getpid()}@{socket.gethostname()}"
 
-    def send(self, task_name: str, args: dict, queue: str, timeout_s: float | None, meta: dict | None) -> None:
+    def send(self, task_name: str, args: dict, queue: str, timeout_s: float | None, meta: dict | None) -> Handle:
         message = task_message(task_name, args, queue, timeout_s, meta, self.origin)
         self.client.lpush(queue, json.dumps(message))
+        return Handle(message["headers"]["id"], queue)
 
     def ping(self) -> None:
         self.client.ping()

@@ -16,7 +16,7 @@ from flask import Flask, jsonify, request
 from flask_sock import Sock
 
 from workers.celery_app import create_celery_app
-from workers.protocol import TIMED_OUT, UNAVAILABLE, Keys, error_frame, internal_error, response
+from workers.protocol import Keys
 from workers.registry import Registry
 from workers.settings import Settings
 
@@ -31,7 +31,10 @@ from .leases import SharedSchedule
 from .listener import Listener
 from .puller import Puller
 from .receiver import Receiver
+from .replies import Replies
 from .retention import Retention
+from .retry import Retry
+from .selection import NodeSelector
 
 log = logging.getLogger("genapi.gateway")
 
@@ -58,8 +61,10 @@ class Gateway:
                  dispatcher: Dispatcher | None = None) -> None:
         self.settings = settings
         self.dispatcher = dispatcher
-        self.steps = list(pipeline.STEPS)
         self.deliveries = Deliveries()
+        #: the reply side: where every call ends (and its after-call hooks, retry first)
+        self.replies = Replies(self)
+        self.replies.after_call.append(Retry())
         self.gateway_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.connections: set = set()
         #: set by :meth:`drain`: new calls are refused while in-flight ones finish
@@ -78,7 +83,9 @@ class Gateway:
         self.keys = Keys(settings.key_prefix)
         self.redis = redis.Redis.from_url(settings.redis_url)
         registry = Registry(self.redis, self.keys)
-        self.cache = RegistryCache(registry, settings.refresh_interval, on_refresh=self._answer_orphans)
+        self.cache = RegistryCache(registry, settings.refresh_interval, on_refresh=self._check_workers)
+        self.selector = NodeSelector(self.redis, self.keys)
+        self.steps = pipeline.build_steps(self.selector)
         if self.dispatcher is None:
             self.dispatcher = dispatch.for_broker(
                 settings.broker_url, lambda: create_celery_app(settings, name="genapi-gateway"))
@@ -113,7 +120,7 @@ class Gateway:
     @property
     def listening(self) -> bool:
         """Is the reply subscription up? Without it a reply would be lost."""
-        return self._started and self._listener.connected.is_set()
+        return self._started and self.listener.connected.is_set()
 
     @property
     def reply_channel(self) -> str:
@@ -189,13 +196,12 @@ class Gateway:
                 self.cache.refresh()
             except redis.RedisError as exc:
                 log.warning("initial registry load failed (%s); retrying in the background", exc)
-            listener = Listener(self.redis, {
-                self.reply_channel: self._on_reply,
+            listener = self.listener = Listener(self.redis, {
+                self.reply_channel: self.replies.on_message,
                 self.keys.events: self._on_event,
             }, on_reconnect=self.cache.notify_changed)
-            self._listener = listener
             threads = [("genapi-listener", listener.run), ("genapi-refresher", self.cache.run),
-                       ("genapi-sweeper", lambda: self.deliveries.run_sweeper(self._on_timeout)),
+                       ("genapi-sweeper", lambda: self.deliveries.run_sweeper(self.replies.timed_out)),
                        ("genapi-receiver", self.receiver.run)]
             threads += [(f"genapi-{name}", schedule.run) for name, schedule in self.schedules.items()]
             for name, target in threads:
@@ -209,7 +215,7 @@ class Gateway:
         """Stop the background threads (tests and embedding apps)."""
         if not self._started:
             return
-        self._listener.stop()
+        self.listener.stop()
         self.cache.stop()
         self.deliveries.stop()
         self.receiver.stop()
@@ -227,8 +233,7 @@ class Gateway:
         deadline = time.monotonic() + grace
         while len(self.deliveries) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for pending in self.deliveries.take_all():
-            pending.conn.send(error_frame(pending.request_id, UNAVAILABLE, can_retry=True))
+        self.replies.drain()
         for conn in list(self.connections):
             conn.close(1001, "server shutting down")
         self.stop()
@@ -246,35 +251,21 @@ class Gateway:
         else:
             self.cache.notify_changed()
 
-    def _on_reply(self, data: bytes) -> None:
-        message = json.loads(data)
-        if message.get("type") == "started":
-            pending = self.deliveries.get(message.get("ref"))
-            if pending is not None:
-                pending.node = message.get("node")
-            return
-        pending = self.deliveries.take(message.get("ref"))
-        if pending is None:
-            return  # answered already (timed out), or the client left
-        if message.get("type") == "result":
-            frame = response(pending.request_id, result=message.get("data"), success=True)
-        else:
-            frame = error_frame(pending.request_id,
-                                internal_error(message.get("error"), self.detail_error))
-        pending.conn.send(frame)
+    def _check_workers(self) -> None:
+        """After each registry refresh: calls whose worker died end as ``lost``."""
+        live = {node.node_id for node in self.cache.snapshot.live_nodes(lambda n: True)}
+        self.replies.lost_workers(live.__contains__)
 
-    def _answer_orphans(self) -> None:
-        """Calls without a deadline whose worker died (or that no live worker can run) get
-        ``Service temporarily unavailable`` instead of waiting forever."""
-        snapshot = self.cache.snapshot
-        for ref, pending in self.deliveries.without_deadline():
-            alive = {node.node_id for node in snapshot.nodes_for_task(pending.task)}
-            if (not alive or (pending.node is not None and pending.node not in alive)) \
-                    and self.deliveries.take(ref) is not None:
-                pending.conn.send(error_frame(pending.request_id, UNAVAILABLE, can_retry=True))
-
-    def _on_timeout(self, pending: Pending) -> None:
-        pending.conn.send(error_frame(pending.request_id, TIMED_OUT, can_retry=True))
-
-
-
+    def cancel_remote(self, pending: Pending) -> None:
+        """Tell the worker of a call nobody waits for any more: a stream stops at its next
+        chunk, an async call not started yet is skipped."""
+        handle = pending.handle
+        remaining = 60 if pending.deadline is None else max(1, int(pending.deadline - time.monotonic()) + 1)
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(self.keys.cancelled(handle.task_id), "1", ex=remaining)
+                if pending.response_type == "stream":
+                    pipe.publish(self.keys.cancel_channel(handle.task_id), "cancel")
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("could not tell the worker to stop %s: %s", pending.task, exc)

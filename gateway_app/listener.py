@@ -1,9 +1,10 @@
 """The one pub/sub subscription of a gateway process.
 
 It listens on the process's reply channel (worker replies) and on the registry events
-channel (tell the cache to refresh). Never one subscription per WebSocket: redis-py caps a
-pool at 100 connections. If Redis drops the subscription it reconnects with backoff and
-asks for a full refresh, since notifications may have been missed.
+channel (tell the cache to refresh); :meth:`Listener.subscribe` adds channels at runtime
+(relay groups). Never one subscription per WebSocket: redis-py caps a pool at 100
+connections. If Redis drops the subscription it reconnects with backoff, subscribes to
+every channel again, and asks for a full refresh, since notifications may have been missed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class Listener:
         self.on_reconnect = on_reconnect
         self._stop = threading.Event()
         self._pubsub = None
+        #: subscription changes asked for from other threads, applied by the listener's own
+        self._changes: list[tuple[str, bytes]] = []
+        self._changes_lock = threading.Lock()
         #: set while subscribed: replies published meanwhile are received
         self.connected = threading.Event()
 
@@ -36,7 +40,10 @@ class Listener:
         while not self._stop.is_set():
             try:
                 self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                self._pubsub.subscribe(*self.handlers)
+                with self._changes_lock:
+                    self._changes.clear()  # every current channel is subscribed below
+                    channels = list(self.handlers)
+                self._pubsub.subscribe(*channels)
                 self.connected.set()
                 if not first:
                     self.on_reconnect()
@@ -53,12 +60,35 @@ class Listener:
                 self.connected.clear()
                 self._close()
 
+    def subscribe(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Deliver ``channel``'s messages to ``handler`` from now on (also after reconnects)."""
+        name = channel.encode()
+        with self._changes_lock:
+            self.handlers[name] = handler
+            self._changes.append(("subscribe", name))
+
+    def unsubscribe(self, channel: str) -> None:
+        name = channel.encode()
+        with self._changes_lock:
+            self.handlers.pop(name, None)
+            self._changes.append(("unsubscribe", name))
+
+    def _apply_changes(self) -> None:
+        with self._changes_lock:
+            changes, self._changes = self._changes, []
+        for action, name in changes:
+            getattr(self._pubsub, action)(name)
+
     def _consume(self) -> None:
         while not self._stop.is_set():
-            message = self._pubsub.get_message(timeout=1.0)
+            if self._changes:
+                self._apply_changes()
+            message = self._pubsub.get_message(timeout=0.25)
             if message is None or message["type"] != "message":
                 continue
             handler = self.handlers.get(message["channel"])
+            if handler is None:
+                continue  # unsubscribed meanwhile
             try:
                 handler(message["data"])
             except Exception:

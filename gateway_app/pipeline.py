@@ -2,14 +2,15 @@
 
 A step is ``step(gateway, call) -> None``. It reads and fills the :class:`Call`, and stops
 the request by raising :class:`~gateway_app.errors.Rejected` (answered with an error
-frame) or :class:`Answered` (it already answered). Later features — rate limits, hooks,
-breakers — are new steps in :data:`STEPS`, in the order of PRODUCT.md.
+frame) or :class:`Answered` (it already answered). Steps that keep state (node selection's
+counters) are objects built once per gateway by :func:`build_steps`. Later features — rate
+limits, hooks, breakers — are new steps, in the order of PRODUCT.md. How a dispatched call
+ends is :mod:`gateway_app.replies`' business.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,22 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from workers.argtypes import ArgumentError, validate_args
 from workers.funconfig import FunConfig
-from workers.protocol import (
-    AUTH_REQUIRED,
-    INTERNAL_ERROR,
-    PERMISSION_DENIED,
-    UNAVAILABLE,
-    UNKNOWN_REQUEST_ID,
-    direct_queue,
-    error_frame,
-    invalid_arguments,
-    response,
-    service_queue,
-)
+from workers.protocol import INTERNAL_ERROR, UNKNOWN_REQUEST_ID, error_frame, response
 
-from . import builtins, decoding, permissions, versions
+from . import builtins, decoding, errors, permissions, versions
 from .deliveries import Pending
 from .errors import Rejected
+from .selection import Choice, NodeSelector
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -55,7 +46,7 @@ class Call:
     request: decoding.Request | None = None
     config: FunConfig | None = None
     args: dict | None = None
-    queue: str | None = None
+    choice: Choice | None = None
 
     @property
     def request_id(self) -> Any:
@@ -74,7 +65,7 @@ def authenticate(gateway: Gateway, call: Call) -> None:
             call.payload = decoding.parse(call.raw, gateway.settings.max_payload_bytes)
         except Rejected:
             pass  # the request id is unknown; the answer is the same
-        raise Rejected(AUTH_REQUIRED)
+        raise errors.auth_required()
 
 
 def parse(gateway: Gateway, call: Call) -> None:
@@ -90,7 +81,7 @@ def decode(gateway: Gateway, call: Call) -> None:
 def refuse_when_draining(gateway: Gateway, call: Call) -> None:
     """The gateway is shutting down: the client should retry on another one."""
     if gateway.draining:
-        raise Rejected(UNAVAILABLE, can_retry=True)
+        raise errors.unavailable("draining")
 
 
 def answer_builtin(gateway: Gateway, call: Call) -> None:
@@ -115,7 +106,7 @@ def resolve(gateway: Gateway, call: Call) -> None:
 def authorize(gateway: Gateway, call: Call) -> None:
     """``check_permission`` against the session identity."""
     if not permissions.allowed(call.config, call.conn.identity, call.request.args):
-        raise Rejected(PERMISSION_DENIED)
+        raise errors.permission_denied()
 
 
 def validate(gateway: Gateway, call: Call) -> None:
@@ -123,24 +114,28 @@ def validate(gateway: Gateway, call: Call) -> None:
     try:
         call.args = validate_args(call.config.arg_types, call.request.args)
     except ArgumentError as exc:
-        raise Rejected(invalid_arguments(str(exc))) from None
+        raise errors.bad_arguments(str(exc)) from None
 
 
-def select_node(gateway: Gateway, call: Call) -> None:
-    """Route to the service queue, or to one worker's direct queue when only some serve it.
+class SelectNode:
+    """Which worker (or the shared service queue) runs the call; ``choose_node_mode``.
 
-    No live worker serves the task: ``Service temporarily unavailable`` at once, instead of
-    a task waiting in a queue nobody reads.
+    No live worker has the task: ``Service temporarily unavailable`` at once, instead of a
+    task waiting in a queue nobody reads.
     """
-    snapshot = gateway.cache.snapshot
-    config = call.config
-    serving = snapshot.nodes_for_task(config.task_name)
-    if not serving:
-        raise Rejected(UNAVAILABLE, can_retry=True)
-    if len(serving) == len(snapshot.nodes_for_service(config.service)):
-        call.queue = service_queue(config.service)
-    else:  # a rolling deploy: not every worker on the service queue knows this version
-        call.queue = direct_queue(random.choice(serving).node_id)
+
+    def __init__(self, selector: NodeSelector) -> None:
+        self.selector = selector
+
+    def __call__(self, gateway: Gateway, call: Call) -> None:
+        snapshot = gateway.cache.snapshot
+        config, request, identity = call.config, call.request, call.conn.identity
+        facts = {"request_id": request.request_id, "args": call.args, "service": request.service,
+                 "request_type": request.request_type,
+                 "user_id": identity.user_id if identity else None,
+                 "device_id": (identity.device_id if identity else None) or request.device_id}
+        call.choice = self.selector.select(config, snapshot.nodes_for_task(config.task_name),
+                                           len(snapshot.nodes_for_service(config.service)), facts)
 
 
 def request_info(call: Call) -> dict:
@@ -156,37 +151,34 @@ def request_info(call: Call) -> dict:
 
 
 def dispatch(gateway: Gateway, call: Call) -> None:
-    """Send the task; the reply comes back through the listener."""
+    """Hand the call to the reply side, which sends it and ends it. Async calls are
+    acknowledged, and streams opened, before the task can possibly answer."""
     config, request, conn = call.config, call.request, call.conn
-    if config.response_type == "stream":
-        raise Rejected("unsupported response type: stream")
-    timeout_s = None if config.timeout is None else config.timeout / 1000
-    meta: dict[str, Any] = {"reply": None, "ref": None,
-                            "deadline": None if timeout_s is None else time.time() + timeout_s}
-    if config.request_info:
-        meta["info"] = request_info(call)
-    ref = None
-    if config.response_type != "none":
-        if not gateway.listening:  # the reply would be published to nobody
-            raise Rejected(UNAVAILABLE, can_retry=True)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        ref = gateway.deliveries.add(Pending(conn, request.request_id, config.response_type, deadline,
-                                             task=config.task_name))
-        meta["reply"], meta["ref"] = gateway.reply_channel, ref
-        if config.response_type == "async":
-            conn.send(response(request.request_id, success=True, is_async=True))
-    try:
-        gateway.dispatcher.send(config.task_name, call.args, call.queue, timeout_s, meta)
-    except Exception:
-        log.exception("could not send %s to %s", config.task_name, call.queue)
-        if ref is None or gateway.deliveries.take(ref) is not None:
-            raise Rejected(UNAVAILABLE, can_retry=True) from None
-        raise Answered from None  # the deadline already answered it
+    mode = config.response_type
+    pending = Pending(conn, request.request_id, mode,
+                      None if config.timeout is None else time.monotonic() + config.timeout / 1000,
+                      task=config.task_name, node=call.choice.node, config=config, args=call.args,
+                      info=request_info(call) if config.request_info else None, queue=call.choice.queue)
+    if mode == "none":
+        try:
+            gateway.replies.fire_and_forget(pending)
+        except Exception:
+            log.exception("could not send %s to %s", config.task_name, pending.queue)
+            raise errors.unavailable("broker_unavailable") from None
+        return
+    if not gateway.listening:  # the reply would be published to nobody
+        raise errors.unavailable("no_reply_subscription")
+    if mode == "async":
+        conn.send(response(request.request_id, success=True, is_async=True))
+    elif mode == "stream":
+        conn.send(response(request.request_id, result="init", success=True, is_async=True, has_more=True))
+    gateway.replies.start(pending)
 
 
-#: The order every request goes through.
-STEPS: list[Step] = [authenticate, parse, decode, refuse_when_draining, answer_builtin, resolve, authorize,
-                     validate, select_node, dispatch]
+def build_steps(selector: NodeSelector) -> list[Step]:
+    """The order every request goes through, with the stateful steps built once."""
+    return [authenticate, parse, decode, refuse_when_draining, answer_builtin, resolve, authorize, validate,
+            SelectNode(selector), dispatch]
 
 
 def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:

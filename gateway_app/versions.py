@@ -12,9 +12,8 @@ import re
 from collections.abc import Mapping
 
 from workers.funconfig import FunConfig
-from workers.protocol import disabled_function, unsupported_function
 
-from .errors import Rejected
+from . import errors
 
 _SEMVER = re.compile(
     r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -41,13 +40,13 @@ def resolve(versions: Mapping[str | None, FunConfig] | None, request_type: str,
     if version is not None:
         config = versions.get(version)
         if config is None:
-            raise Rejected(unsupported_function(request_type, version))
+            raise errors.unsupported(request_type, version)
         if config.disabled:
-            raise Rejected(disabled_function(request_type, version))
+            raise errors.disabled(request_type, version)
         return config
     enabled = [c for c in versions.values() if not c.disabled]
     if not enabled:
-        raise Rejected(unsupported_function(request_type, None))
+        raise errors.unsupported(request_type, None)
     versioned = [c for c in enabled if c.version]
     if not versioned:
         return enabled[0]

@@ -19,7 +19,7 @@ from .errors import FunConfigError
 from .protocol import task_name
 
 RESPONSE_TYPES = ("sync", "async", "stream", "none")
-NODE_MODES = ("random", "hash", "round_robin")
+NODE_MODES = ("any", "random", "hash", "round_robin", "first", "last")
 TIMEOUT_MIN, TIMEOUT_MAX = 100, 300_000
 CALLABLE_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -36,7 +36,7 @@ class FunConfig:
     arg_orders: tuple[str, ...] | str = ()
     response_type: str = "sync"
     timeout: int | None = 5000  # milliseconds; None means "infinity"
-    choose_node_mode: Any = "random"
+    choose_node_mode: Any = "any"
     check_permission: Any = False
     permission_callback: str | None = None
     retry: Any = None
@@ -124,13 +124,13 @@ def _single_key(value: Any, keys: tuple[str, ...]) -> tuple[str, Any] | None:
 
 
 def _check_node_mode(value: Any) -> None:
-    if value in NODE_MODES:
+    if value in NODE_MODES or (isinstance(value, str) and CALLABLE_PATH.fullmatch(value)):
         return
     pair = _single_key(value, ("hash", "sticky"))
     if pair and isinstance(pair[1], str) and pair[1]:
         return
-    _fail("choose_node_mode must be 'random', 'hash', 'round_robin', {'hash': key} or {'sticky': key}, "
-          f"got {value!r}")
+    _fail("choose_node_mode must be 'any', 'random', 'hash', 'round_robin', 'first', 'last', {'hash': key}, "
+          f"{{'sticky': key}} or a 'module:function' selector, got {value!r}")
 
 
 def _check_permission(value: Any) -> None:
@@ -210,7 +210,7 @@ class FunConfigSchema(Schema):
     arg_orders = fields.Raw(load_default=None, allow_none=True)
     response_type = fields.Raw(load_default="sync", validate=_check_response_type)
     timeout = fields.Raw(load_default=5000, validate=_check_timeout)
-    choose_node_mode = fields.Raw(load_default="random", validate=_check_node_mode)
+    choose_node_mode = fields.Raw(load_default="any", validate=_check_node_mode)
     check_permission = fields.Raw(load_default=False, validate=_check_permission)
     permission_callback = fields.Raw(load_default=None, allow_none=True,
                                      validate=_check_callable_path("permission_callback"))

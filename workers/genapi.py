@@ -135,8 +135,9 @@ def callable_path(obj: Any) -> str:
 def _json_shaped(options: dict) -> dict:
     """Callables become ``module:function`` strings; hooks become ``{callable, args}``."""
     out = dict(options)
-    if callable(out.get("permission_callback")):
-        out["permission_callback"] = callable_path(out["permission_callback"])
+    for name in ("permission_callback", "choose_node_mode"):
+        if callable(out.get(name)):
+            out[name] = callable_path(out[name])
     for hook in ("before_execute", "after_execute"):
         value = out.get(hook)
         if callable(value):
@@ -160,9 +161,10 @@ def _orders_from_signature(func: Callable, arg_types: Any) -> Any:
 
 def _check_callable(func: Callable, config: FunConfig) -> None:
     """Fail at import if the function cannot take the arguments it will be called with."""
-    if config.response_type == "stream" and not inspect.isgeneratorfunction(func):
+    if config.response_type == "stream" and not inspect.isgeneratorfunction(func) and not config.request_info:
         raise FunConfigError(f"{config.task_name}: a response_type='stream' function must be a generator "
-                             "(use yield for each chunk)")
+                             "(use yield for each chunk), or take request_info=True and send through "
+                             "request_info['stream']")
     count = 0 if not config.arg_types else 1 if config.arg_orders == "map" else len(config.arg_orders)
     extra = {"request_info": {}} if config.request_info else {}
     try:

@@ -6,6 +6,7 @@ Both sides import this module, so the strings clients depend on are written once
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 #: Error strings of PRODUCT.md's catalogue. Functions below build the parametrised ones.
@@ -14,6 +15,10 @@ PERMISSION_DENIED = "Permission denied"
 UNAVAILABLE = "Service temporarily unavailable"
 TIMED_OUT = "Request timed out"
 INTERNAL_ERROR = "Internal Server Error"
+#: Not in the original's catalogue: the client cancelled an async call (``gateway.cancel``).
+CANCELLED = "Request cancelled"
+#: Not in the original's catalogue: the client reads slower than its stream produces.
+CLIENT_TOO_SLOW = "Client too slow: its outbound queue is full"
 
 #: Services answered by the gateway itself; workers cannot register these names.
 RESERVED_SERVICES = frozenset({"gateway", "relay"})
@@ -124,6 +129,18 @@ class Keys:
         """Where a gateway leaves the outcome of one push for the worker to log."""
         return f"{self.prefix}push:result:{push_id}"
 
+    def cancel_channel(self, task_id: str) -> str:
+        """Where a gateway tells the worker running a stream to stop."""
+        return f"{self.prefix}cancel:{task_id}"
+
+    def cancelled(self, task_id: str) -> str:
+        """Set when a call is cancelled, for a worker that has not started it yet."""
+        return f"{self.prefix}cancelled:{task_id}"
+
+    def sticky(self, service: str, value: str) -> str:
+        """The worker a ``{"sticky": arg}`` value of a service is pinned to."""
+        return f"{self.prefix}sticky:{service}:{value}"
+
     def pull_reply(self, request_id: str) -> str:
         """The list a worker answers one pull request on."""
         return f"{self.prefix}pull:reply:{request_id}"
@@ -157,20 +174,79 @@ def direct_queue(node_id: str) -> str:
     return f"{node_id}.dq2"
 
 
-# ---------------------------------------------------------------- worker replies
-# A worker publishes one JSON message per reply on the gateway's reply channel. The gateway
-# turns it into the client's Response frame, so request ids and the terminal-frame rule
-# stay on the gateway side.
+# ------------------------------------------------- the task header and worker replies
+# The gateway sends each call with a ``genapi`` header (:class:`TaskHeader`); the worker
+# publishes reply messages on the header's reply channel. The gateway turns them into the
+# client's Response frames, so request ids and the terminal-frame rule stay on its side.
+# Every reply names the node that produced it.
 
 
-def reply_result(ref: str, result: Any) -> dict:
-    return {"ref": ref, "type": "result", "data": result}
+@dataclass(frozen=True)
+class TaskHeader:
+    """What a worker needs to answer one call, carried in the task's ``genapi`` header."""
+
+    #: the gateway process's reply channel; ``None`` for ``response_type="none"``
+    reply: str | None
+    #: the gateway's correlation id of this attempt (a retry gets a new one)
+    ref: str | None
+    #: wall-clock time (``time.time()``) after which the answer is useless; ``None``: never
+    deadline: float | None
+    mode: str = "sync"
+    #: the request info (identity and request id) when the function asked for it
+    info: dict | None = None
+    #: report ``started`` (with the node) first, so the gateway notices a lost worker
+    track: bool = False
+    #: for ``none`` calls, which nobody re-dispatches: retries the worker makes itself
+    retries: int = 0
+
+    HEADER = "genapi"
+
+    def to_json(self) -> dict:
+        data = {"reply": self.reply, "ref": self.ref, "deadline": self.deadline, "mode": self.mode}
+        if self.info is not None:
+            data["info"] = self.info
+        if self.track:
+            data["track"] = True
+        if self.retries:
+            data["retries"] = self.retries
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> TaskHeader:
+        return cls(reply=data.get("reply"), ref=data.get("ref"), deadline=data.get("deadline"),
+                   mode=data.get("mode", "sync"), info=data.get("info"), track=bool(data.get("track")),
+                   retries=int(data.get("retries") or 0))
+
+
+def _reply(kind: str, ref: str, node: str | None, **fields: Any) -> dict:
+    return {"ref": ref, "type": kind, "node": node, **fields}
+
+
+def reply_result(ref: str, result: Any, node: str | None = None) -> dict:
+    """The function returned (sync and async calls)."""
+    return _reply("result", ref, node, data=result)
+
+
+def reply_error(ref: str, detail: str, node: str | None = None) -> dict:
+    """The function raised, or a stream ended with an error."""
+    return _reply("error", ref, node, error=detail)
 
 
 def reply_started(ref: str, node_id: str) -> dict:
-    """Sent before running a call that has no deadline: which worker runs it."""
-    return {"ref": ref, "type": "started", "node": node_id}
+    """The call started on this worker (sent when the header asks to be tracked)."""
+    return _reply("started", ref, node_id)
 
 
-def reply_error(ref: str, detail: str) -> dict:
-    return {"ref": ref, "type": "error", "error": detail}
+def reply_chunks(ref: str, chunks: list, node: str | None = None) -> dict:
+    """Stream chunks, in order (a worker sends them in batches when they come fast)."""
+    return _reply("chunks", ref, node, data=chunks)
+
+
+def reply_last(ref: str, chunk: Any, node: str | None = None) -> dict:
+    """The stream's last chunk: it ends the stream."""
+    return _reply("last", ref, node, data=chunk)
+
+
+def reply_end(ref: str, node: str | None = None) -> dict:
+    """The stream ended without a last chunk."""
+    return _reply("end", ref, node)

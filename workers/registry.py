@@ -37,12 +37,14 @@ class NodeInfo:
     tasks: frozenset[str]
     queue: str
     expires_ms: int
+    #: when the worker started (its wall clock): ``first``/``last`` selection order
+    started: float = 0.0
 
     @classmethod
     def from_json(cls, node_id: str, expires_ms: int, raw: str | bytes) -> NodeInfo:
         data = json.loads(raw)
         return cls(node_id, frozenset(data.get("services", ())), frozenset(data.get("tasks", ())),
-                   data.get("queue") or direct_queue(node_id), expires_ms)
+                   data.get("queue") or direct_queue(node_id), expires_ms, float(data.get("started") or 0.0))
 
 
 def redis_now_ms(client: redis.Redis) -> int:

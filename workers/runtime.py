@@ -1,14 +1,19 @@
 """The worker-side wrapper: one Celery task per function, which runs it and publishes the reply.
 
-The gateway sends each call with a ``genapi`` header: the reply channel, a correlation
-``ref``, the deadline and the request info. The wrapper checks the deadline, builds the
-call arguments (``arg_orders``, ``"map"``, conversions), runs the function, and publishes
-exactly one reply message. A task called without that header (plain Celery) just returns.
+The gateway sends each call with a ``genapi`` header (:class:`~workers.protocol.TaskHeader`):
+the reply channel, a correlation ``ref``, the deadline, the mode and the request info. The
+wrapper checks the deadline (and, for async calls and streams, an earlier cancel), builds
+the call arguments (``arg_orders``, ``"map"``, conversions), runs the function and publishes
+its replies: one ``result``/``error`` for sync and async calls, chunks and one end for a
+stream (:mod:`workers.streams`), nothing for ``none``. Every reply names the node. A task
+called without that header (plain Celery) just returns.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +23,20 @@ from celery import Celery
 
 from . import pushconfig
 from .argtypes import convert
+from .backoff import backoff_ms
 from .errors import GenApiError
 from .funconfig import FunConfig
 from .genapi import Function, GenApi
-from .protocol import DESCRIBE_TASK, encode, reply_error, reply_result, reply_started
+from .protocol import (
+    DESCRIBE_TASK,
+    Keys,
+    TaskHeader,
+    encode,
+    reply_error,
+    reply_result,
+    reply_started,
+)
+from .streams import CancelWatcher, StreamHandle, pump
 
 log = logging.getLogger("genapi.worker")
 
@@ -29,15 +44,25 @@ log = logging.getLogger("genapi.worker")
 class Replier:
     """Publishes reply messages; one Redis client per process (redis-py is fork-safe)."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, keys: Keys | None = None) -> None:
         self.client = redis.Redis.from_url(redis_url)
+        self.keys = keys or Keys()
 
     def send(self, channel: str, message: dict) -> None:
         try:
             payload = encode(message)
         except (TypeError, ValueError) as exc:
-            payload = encode(reply_error(message["ref"], f"result is not JSON serialisable: {exc}"))
+            payload = encode(reply_error(message["ref"], f"result is not JSON serialisable: {exc}",
+                                         message.get("node")))
         self.client.publish(channel, payload)
+
+    def publisher(self, channel: str) -> Callable[[str], None]:
+        """A callable that publishes encoded payloads on ``channel`` (for streams)."""
+        return lambda payload: self.client.publish(channel, payload)
+
+    def cancelled(self, task_id: str | None) -> bool:
+        """Was this call cancelled before it started?"""
+        return bool(task_id) and bool(self.client.exists(self.keys.cancelled(task_id)))
 
 
 def call_arguments(config: FunConfig, args: dict) -> list:
@@ -67,31 +92,84 @@ def invoke(function: Function, args: dict, request_info: dict | None) -> Any:
     return function.func(*positional)
 
 
+def _outcome(function: Function, args: dict, header: TaskHeader, node: str) -> dict:
+    """Run the function once: its ``result`` or ``error`` reply message."""
+    try:
+        return reply_result(header.ref, invoke(function, args, header.info), node)
+    except GenApiError as exc:
+        return reply_error(header.ref, describe_exception(exc), node)
+    except Exception as exc:
+        log.exception("%s raised", function.config.task_name)
+        return reply_error(header.ref, describe_exception(exc), node)
+
+
+def run_call(function: Function, args: dict, header: TaskHeader, node: str, replier: Replier) -> None:
+    """A sync, async or none call. A ``none`` call retries here (nobody else hears of its
+    failure), with the original's backoff; the others are retried by the gateway."""
+    message = _outcome(function, args, header, node)
+    remaining = header.retries if header.reply is None else 0
+    while message["type"] == "error" and remaining > 0:
+        time.sleep(backoff_ms(remaining) / 1000)
+        remaining -= 1
+        message = _outcome(function, args, header, node)
+    if header.reply:
+        replier.send(header.reply, message)
+
+
+def run_stream(function: Function, args: dict, header: TaskHeader, node: str, task_id: str,
+               replier: Replier) -> None:
+    """A stream: chunks and one end, until done, cancelled or past the deadline."""
+    cancel = threading.Event()
+    watcher = CancelWatcher(replier.client, replier.keys.cancel_channel(task_id), cancel)
+    if replier.cancelled(task_id):  # cancelled before we subscribed
+        watcher.stop()
+        return
+    handle = StreamHandle(replier.publisher(header.reply), header.ref, node, header.deadline, cancel)
+    info = dict(header.info or {}, stream=handle)
+    try:
+        produced = invoke(function, args, info)
+        if inspect.isgenerator(produced):
+            pump(produced, handle, describe_exception)
+    except Exception as exc:
+        log.exception("%s raised", function.config.task_name)
+        handle.error(describe_exception(exc))
+    if handle.ended:  # a handle-driven stream may go on after the function returns
+        handle.wait(5)
+        watcher.stop()
+    else:
+        threading.Thread(target=_stop_when_done, args=(handle, watcher), daemon=True,
+                         name="genapi-stream-watch").start()
+
+
+def _stop_when_done(handle: StreamHandle, watcher: CancelWatcher) -> None:
+    while not handle.wait(0.5):
+        if handle.cancelled:
+            break
+    watcher.stop()
+
+
 def make_task(app: Celery, function: Function, replier: Replier) -> Callable:
     """Register the Celery task that serves ``function`` on ``app``."""
     config = function.config
 
     def run(task, **args: Any) -> Any:
-        meta = getattr(task.request, "genapi", None)
-        if not meta:  # called as a plain Celery task
+        raw = getattr(task.request, TaskHeader.HEADER, None)
+        if not raw:  # called as a plain Celery task
             return invoke(function, args, None)
-        ref, channel, deadline = meta["ref"], meta["reply"], meta.get("deadline")
-        if deadline is not None and time.time() > deadline:
+        header = TaskHeader.from_json(raw)
+        node = task.request.hostname
+        if header.deadline is not None and time.time() > header.deadline:
             log.info("%s: dropped, the caller's deadline passed before it started", config.task_name)
             return None
-        if deadline is None and channel:
-            # nothing times such a call out: tell the gateway who runs it, so it can answer
-            # if this worker dies
-            replier.send(channel, reply_started(ref, task.request.hostname))
-        try:
-            message = reply_result(ref, invoke(function, args, meta.get("info")))
-        except GenApiError as exc:
-            message = reply_error(ref, describe_exception(exc))
-        except Exception as exc:
-            log.exception("%s raised", config.task_name)
-            message = reply_error(ref, describe_exception(exc))
-        if channel:  # response_type "none" wants no reply
-            replier.send(channel, message)
+        if header.mode == "async" and replier.cancelled(task.request.id):
+            log.info("%s: dropped, cancelled before it started", config.task_name)
+            return None
+        if header.track and header.reply:  # the gateway learns which worker runs it
+            replier.send(header.reply, reply_started(header.ref, node))
+        if header.mode == "stream" and header.reply:
+            run_stream(function, args, header, node, task.request.id, replier)
+        else:
+            run_call(function, args, header, node, replier)
         return None
 
     run.__name__ = function.func.__name__

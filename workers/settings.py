@@ -158,6 +158,8 @@ class Settings:
     pull_timeout: float = 5.0
     #: a function no live worker has served for this long leaves the registry
     registry_retention: float = 86400.0
+    #: bytes of frames one connection may have waiting to be written
+    outbound_queue_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -203,6 +205,8 @@ class Settings:
             pull_interval=_duration(env, "GENAPI_PULL_INTERVAL", 30.0, 0.1, 86400),
             pull_timeout=_duration(env, "GENAPI_PULL_TIMEOUT", 5.0, 0.1, 300),
             registry_retention=_duration(env, "GENAPI_REGISTRY_RETENTION", 86400.0, 1.0, 365 * 86400),
+            outbound_queue_bytes=_integer(env, "GENAPI_OUTBOUND_QUEUE_BYTES", cls.outbound_queue_bytes, 65536,
+                                          1024 * 1024 * 1024),
         )
 
     @property

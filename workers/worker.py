@@ -155,7 +155,7 @@ def build_app(settings: Settings, services: list[GenApi]) -> Celery:
     """A Celery app with one task per function (they publish their replies), and the
     control task that answers a gateway's pull."""
     app = create_celery_app(settings)
-    replier = Replier(settings.redis_url)
+    replier = Replier(settings.redis_url, Keys(settings.key_prefix))
     for function in all_functions(services):
         make_task(app, function, replier)
     make_describe_task(app, services, replier, settings.push_token)

@@ -73,7 +73,8 @@ def test_worker_runs_the_message_and_replies(stack, sample_worker, make):
     dispatcher.send("sample.add", {"a": 40, "b": 2}, "genapi.sample", 10, meta)
     replies = []
     wait_until(lambda: replies.append(pubsub.get_message(timeout=0.2)) or replies[-1] is not None, 10, "reply")
-    assert json.loads(replies[-1]["data"]) == {"ref": "42", "type": "result", "data": 42}
+    assert json.loads(replies[-1]["data"]) == {"ref": "42", "type": "result", "data": 42,
+                                               "node": stack.node_of(sample_worker)}
     pubsub.close()
 
 

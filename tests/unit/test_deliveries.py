@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from gateway_app.deliveries import Deliveries, Pending
+import pytest
+
+from gateway_app.deliveries import Deliveries, Pending, call_key
 
 WAIT = 10  # seconds: generous upper bound for thread hand-offs, never a synchronisation sleep
 
@@ -35,7 +37,7 @@ def test_take_unknown_ref():
     assert Deliveries().take("999") is None
 
 
-def test_expire_by_deadline():
+def test_expire_by_deadline_leaves_entries_for_the_caller_to_settle():
     table = Deliveries()
     early = pending(request_id="early", deadline=100.0)
     late = pending(request_id="late", deadline=200.0)
@@ -43,11 +45,11 @@ def test_expire_by_deadline():
     refs = {p.request_id: table.add(p) for p in (late, never, early)}
     assert table.expire(99.9) == []
     assert table.expire(100.0) == [early]
-    assert table.expire(150.0) == []
+    assert table.expire(150.0) == []  # each deadline is reported once
     assert table.expire(10_000.0) == [late]
-    assert len(table) == 1
+    assert len(table) == 3  # expired entries stay until someone takes them
+    assert table.take(refs["early"]) is early and table.take(refs["late"]) is late
     assert table.take(refs["never"]) is never
-    assert table.take(refs["early"]) is None
 
 
 def test_expire_returns_in_deadline_order():
@@ -66,32 +68,44 @@ def test_taken_entry_does_not_expire():
     assert table.expire(2.0) == []
 
 
-def test_expired_entry_cannot_be_taken():
+def test_an_entry_added_again_gets_a_new_ref_and_the_old_one_finds_nothing():
     table = Deliveries()
-    entry = pending(deadline=1.0)
-    ref = table.add(entry)
-    assert table.expire(2.0) == [entry]
-    assert table.take(ref) is None
+    entry = pending(deadline=5.0)
+    first = table.add(entry)
+    assert table.take(first) is entry
+    second = table.add(entry)  # a retry
+    assert second != first and entry.ref == second
+    assert table.get(first) is None and table.get(second) is entry
+    assert table.expire(6.0) == [entry]  # the stale heap entry of the first ref is skipped
 
 
-def test_drop_connection():
+def test_entries_of_one_connection_by_identity():
     table = Deliveries()
-    a, b = object(), object()
-    refs_a = [table.add(pending(conn=a, request_id=i, deadline=1.0)) for i in range(3)]
-    ref_b = table.add(pending(conn=b, deadline=1.0))
-    assert table.drop_connection(a) == 3
-    assert table.drop_connection(a) == 0
-    assert len(table) == 1
-    assert all(table.take(ref) is None for ref in refs_a)
-    assert [p.conn for p in table.expire(2.0)] == [b]
-    assert table.take(ref_b) is None
+    a, b = [1], [1]
+    mine = [pending(conn=a, request_id=i) for i in range(3)]
+    for entry in [*mine, pending(conn=b)]:
+        table.add(entry)
+    assert table.of_connection(a) == mine
+    assert len(table.entries()) == 4
 
 
-def test_drop_connection_uses_identity_not_equality():
+def test_entries_with_a_known_node_and_without_deadline():
     table = Deliveries()
-    table.add(pending(conn=[1]))
-    assert table.drop_connection([1]) == 0
-    assert len(table) == 1
+    placed, floating = pending(deadline=None), pending(deadline=1.0)
+    placed.node = "w1"
+    table.add(placed)
+    table.add(floating)
+    assert table.on_nodes() == [placed] and table.without_deadline() == [placed]
+
+
+@pytest.mark.parametrize("request_id", ["r1", 1, 1.5, None, [1, "x"], {"b": 1, "a": [2]}])
+def test_every_json_request_id_has_a_key(request_id):
+    assert isinstance(call_key(request_id), str)
+    assert call_key(request_id) != call_key(str(request_id)) or isinstance(request_id, str)
+
+
+def test_call_keys_of_equal_objects_are_equal():
+    assert call_key({"a": 1, "b": 2}) == call_key({"b": 2, "a": 1})
 
 
 class Sweeper:
@@ -124,7 +138,7 @@ def test_sweeper_times_out_an_already_expired_entry():
     with Sweeper(table) as sweeper:
         assert sweeper.fired.wait(WAIT)
     assert sweeper.timed_out == [entry]
-    assert table.take(ref) is None
+    assert table.take(ref) is entry  # the callback settles it; the sweeper only reports it
 
 
 def test_sweeper_wakes_for_an_entry_added_while_idle():
@@ -146,7 +160,6 @@ def test_sweeper_wakes_for_an_earlier_deadline():
         table.add(near)
         assert sweeper.fired.wait(WAIT)
     assert sweeper.timed_out == [near]
-    assert len(table) == 1
 
 
 def test_sweeper_skips_answered_entries():

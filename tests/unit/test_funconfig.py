@@ -32,7 +32,7 @@ def test_minimal_config_defaults():
     assert cfg.arg_orders == ()
     assert cfg.response_type == "sync"
     assert cfg.timeout == 5000
-    assert cfg.choose_node_mode == "random"
+    assert cfg.choose_node_mode == "any"
     assert cfg.check_permission is False
     assert cfg.permission_callback is None
     assert cfg.retry is None
@@ -239,7 +239,8 @@ def test_timeout_invalid(value):
 # --------------------------------------------------------------- choose_node_mode
 
 
-@pytest.mark.parametrize("value", ["random", "hash", "round_robin", {"hash": "user_id"}, {"sticky": "session"}])
+@pytest.mark.parametrize("value", ["any", "random", "hash", "round_robin", "first", "last", {"hash": "user_id"},
+                                   {"sticky": "session"}, "myapp.routing:pick"])
 def test_choose_node_mode_valid(value):
     assert load(choose_node_mode=value).choose_node_mode == value
 
@@ -443,7 +444,7 @@ def test_to_json_shape():
     assert data == {
         "service": "users", "request_type": "get_user", "version": None,
         "arg_types": {"a": {"type": "num", "allow_nil": False}}, "arg_orders": ["a"],
-        "response_type": "sync", "timeout": "infinity", "choose_node_mode": "random",
+        "response_type": "sync", "timeout": "infinity", "choose_node_mode": "any",
         "check_permission": False, "permission_callback": None, "retry": None,
         "before_execute": None, "after_execute": None, "hook_timeout": 5000,
         "request_info": False, "disabled": False,

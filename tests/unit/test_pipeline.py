@@ -10,8 +10,11 @@ import pytest
 from gateway_app import pipeline
 from gateway_app.auth import Identity
 from gateway_app.cache import Snapshot
-from gateway_app.deliveries import Deliveries
+from gateway_app.deliveries import Deliveries, Handle
+from gateway_app.replies import Replies
+from gateway_app.selection import NodeSelector
 from workers.funconfig import load_funconfig
+from workers.protocol import Keys
 from workers.registry import NodeInfo
 from workers.settings import Settings
 
@@ -20,10 +23,13 @@ class StubConnection:
     def __init__(self, identity=Identity("alice", ("admin",)), public=False):
         self.identity = identity
         self.public = public
+        self.open = True
+        self.calls: dict = {}
         self.frames: list[dict] = []
 
-    def send(self, frame: dict) -> None:
+    def send(self, frame: dict, terminal: bool = True) -> bool:
         self.frames.append(frame)
+        return True
 
 
 class RecordingDispatcher:
@@ -35,6 +41,7 @@ class RecordingDispatcher:
         if self.fail:
             raise ConnectionError("broker down")
         self.sent.append((task_name, args, queue, timeout_s, meta))
+        return Handle(f"task-{len(self.sent)}", queue)
 
 
 def config(**fields):
@@ -52,11 +59,13 @@ def make_gateway(configs, nodes=None, dispatcher=None, listening=True):
     for c in configs:
         functions.setdefault((c.service, c.request_type), {})[c.version] = c
     nodes = {"n1": node("n1", *configs)} if nodes is None else nodes
-    return SimpleNamespace(
-        settings=Settings(), steps=list(pipeline.STEPS), deliveries=Deliveries(),
+    gateway = SimpleNamespace(
+        settings=Settings(), steps=pipeline.build_steps(NodeSelector(None, Keys())), deliveries=Deliveries(),
         cache=SimpleNamespace(snapshot=Snapshot(functions, nodes)),
         dispatcher=dispatcher or RecordingDispatcher(), reply_channel="genapi:reply:test",
-        listening=listening, draining=False)
+        listening=listening, draining=False, detail_error=False)
+    gateway.replies = Replies(gateway)
+    return gateway
 
 
 def frame(request_type="add", args=None, **extra) -> str:
@@ -69,10 +78,12 @@ def test_sync_call_is_dispatched_with_reply_headers_and_waits():
     pipeline.run(gateway, conn, frame())
     assert conn.frames == []
     [(task, args, queue, timeout_s, meta)] = gateway.dispatcher.sent
-    assert (task, args, queue, timeout_s) == ("svc.add", {"a": 1, "b": 2}, "genapi.svc", 2.0)
-    assert meta["reply"] == "genapi:reply:test" and meta["deadline"] is not None
+    assert (task, args, queue) == ("svc.add", {"a": 1, "b": 2}, "genapi.svc")
+    assert 1.9 < timeout_s <= 2.0  # what is left of the 2 s timeout when the task is sent
+    assert meta["reply"] == "genapi:reply:test" and meta["deadline"] is not None and meta["mode"] == "sync"
     pending = gateway.deliveries.take(meta["ref"])
     assert pending.conn is conn and pending.request_id == "r" and pending.response_type == "sync"
+    assert pending.handle == Handle("task-1", "genapi.svc") and pending.args == {"a": 1, "b": 2}
 
 
 def test_request_info_carries_the_session_identity_not_the_payload():
