@@ -172,6 +172,7 @@ class Gateway:
             "tasks": sorted(c.task_name for c in snapshot.all_configs()),
             "nodes": sorted(n.node_id for n in snapshot.live_nodes(lambda n: True)),
             "connections": len(self.connections),
+            "queued_bytes": sum(conn.queued_bytes for conn in list(self.connections)),
             "pending": len(self.deliveries),
             "detail_error": self.detail_error,
         }

@@ -231,3 +231,40 @@ def redis_db(redis_server):
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(scope="module")
+def modes_stack(redis_server, tmp_path_factory):
+    """Two workers of ``tests.services.modes`` (distinct node names, one host) and a gateway,
+    on a database of their own, shared by one test module."""
+    stack = Stack(f"redis://127.0.0.1:{redis_server}/{next(_databases)}", tmp_path_factory.mktemp("modes"))
+    try:
+        workers = [stack.start_worker("tests.services.modes") for _ in range(2)]
+        stack.gateway = stack.start_gateway(*workers)
+        stack.workers = workers
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def frames_until_terminal(ws, timeout: float = 10) -> list[dict]:
+    """Every frame of one request up to and including its terminal one (has_more false and
+    not an async ack)."""
+    frames = []
+    while True:
+        frame = json.loads(ws.recv(timeout=timeout))
+        frames.append(frame)
+        is_ack = frame["async"] and frame["success"] and frame["result"] is None and not frame["has_more"] \
+            and len(frames) == 1
+        is_stream_ack = frame["result"] == "init" and frame["has_more"] and len(frames) == 1
+        if not frame["has_more"] and not is_ack and not is_stream_ack:
+            return frames
+
+
+def nothing_more(ws, within: float = 1.0) -> bool:
+    """True if no frame arrives within ``within`` seconds (a bounded check for absence)."""
+    try:
+        ws.recv(timeout=within)
+    except TimeoutError:
+        return True
+    return False
