@@ -45,14 +45,17 @@ class Snapshot:
         return self.functions.get((service, request_type))
 
     def live_nodes(self, predicate) -> list[NodeInfo]:
+        """Nodes whose heartbeat has not expired (draining ones included: they still work)."""
         now = _now_ms() + self.clock_offset_ms
         return [n for n in self.nodes.values() if n.expires_ms > now and predicate(n)]
 
     def nodes_for_task(self, task_name: str) -> list[NodeInfo]:
-        return self.live_nodes(lambda n: task_name in n.tasks)
+        """Live nodes that take new calls of this task."""
+        return self.live_nodes(lambda n: task_name in n.tasks and not n.draining)
 
     def nodes_for_service(self, service: str) -> list[NodeInfo]:
-        return self.live_nodes(lambda n: service in n.services)
+        """Live nodes that take new calls from the service's shared queue."""
+        return self.live_nodes(lambda n: service in n.services and not n.draining)
 
     def all_configs(self) -> list[FunConfig]:
         return [c for versions in self.functions.values() for c in versions.values()]

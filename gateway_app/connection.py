@@ -72,7 +72,7 @@ class Connection:
         except (TypeError, ValueError):
             log.exception("response for %r is not JSON serialisable", frame.get("request_id"))
             text = encode(error_frame(frame.get("request_id", UNKNOWN_REQUEST_ID), INTERNAL_ERROR))
-        size = len(text)
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         with self._lock:
             if not self.open:
                 return False

@@ -62,8 +62,12 @@ class Pending:
     #: the node selection's choice for this call (a worker's direct queue), if any
     queue: str | None = None
     started: float = field(default_factory=time.monotonic)
-    #: held while a frame of this call is queued, so no chunk can follow its terminal frame
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: stream chunks sent to the client so far (a stream that sent some is never retried)
+    delivered: int = 0
+    #: held while a frame of this call is queued or an attempt is sent, so no chunk follows
+    #: its terminal frame and no attempt starts after it ended (re-entrant: a failed send
+    #: settles the call while sending)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
 
 class Deliveries:

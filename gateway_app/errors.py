@@ -7,6 +7,8 @@ only places those pairs are written.
 
 from __future__ import annotations
 
+import json
+
 from workers.protocol import (
     AUTH_REQUIRED,
     INTERNAL_ERROR,
@@ -65,5 +67,6 @@ def selection_failed() -> Rejected:
 
 
 def nothing_to_cancel(request_id: object) -> Rejected:
-    return Rejected(invalid_request(f"no running async or stream request {request_id!r} on this connection"),
+    shown = json.dumps(request_id, sort_keys=True, default=str)
+    return Rejected(invalid_request(f"no running async or stream request {shown} on this connection"),
                     code="nothing_to_cancel")

@@ -83,7 +83,11 @@ class Gateway:
         self.keys = Keys(settings.key_prefix)
         self.redis = redis.Redis.from_url(settings.redis_url)
         registry = Registry(self.redis, self.keys)
-        self.cache = RegistryCache(registry, settings.refresh_interval, on_refresh=self._check_workers)
+        # poll liveness well within a node's TTL: a snapshot older than the time between a
+        # heartbeat and its expiry would show live workers as dead
+        node_poll = min(1.0, max(0.05, (settings.node_ttl - settings.heartbeat_interval) / 2))
+        self.cache = RegistryCache(registry, settings.refresh_interval, node_interval=node_poll,
+                                   on_refresh=self._check_workers)
         self.selector = NodeSelector(self.redis, self.keys)
         self.steps = pipeline.build_steps(self.selector)
         if self.dispatcher is None:
@@ -170,7 +174,8 @@ class Gateway:
             "draining": self.draining,
             "functions": len(snapshot.all_configs()),
             "tasks": sorted(c.task_name for c in snapshot.all_configs()),
-            "nodes": sorted(n.node_id for n in snapshot.live_nodes(lambda n: True)),
+            "nodes": sorted(n.node_id for n in snapshot.live_nodes(lambda n: not n.draining)),
+            "draining_nodes": sorted(n.node_id for n in snapshot.live_nodes(lambda n: n.draining)),
             "connections": len(self.connections),
             "queued_bytes": sum(conn.queued_bytes for conn in list(self.connections)),
             "pending": len(self.deliveries),
@@ -261,7 +266,7 @@ class Gateway:
         """Tell the worker of a call nobody waits for any more: a stream stops at its next
         chunk, an async call not started yet is skipped."""
         handle = pending.handle
-        remaining = 60 if pending.deadline is None else max(1, int(pending.deadline - time.monotonic()) + 1)
+        remaining = 3600 if pending.deadline is None else max(1, int(pending.deadline - time.monotonic()) + 1)
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 pipe.set(self.keys.cancelled(handle.task_id), "1", ex=remaining)

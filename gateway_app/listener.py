@@ -40,6 +40,7 @@ class Listener:
         while not self._stop.is_set():
             try:
                 self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                self._notice_silent_reconnects(self._pubsub)
                 with self._changes_lock:
                     self._changes.clear()  # every current channel is subscribed below
                     channels = list(self.handlers)
@@ -59,6 +60,12 @@ class Listener:
             finally:
                 self.connected.clear()
                 self._close()
+
+    def _notice_silent_reconnects(self, pubsub) -> None:
+        """redis-py reconnects a dropped subscription by itself (and subscribes again), so the
+        loop above never sees the error; messages published meanwhile were still missed."""
+        self._reconnects = _Reconnects(pubsub.on_connect, self.on_reconnect)  # held: redis-py keeps a weakref
+        pubsub.on_connect = self._reconnects.on_connect
 
     def subscribe(self, channel: str, handler: Callable[[bytes], None]) -> None:
         """Deliver ``channel``'s messages to ``handler`` from now on (also after reconnects)."""
@@ -104,3 +111,16 @@ class Listener:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class _Reconnects:
+    """Wraps a PubSub's ``on_connect`` (which redis-py calls on reconnects only)."""
+
+    def __init__(self, resubscribe: Callable, notify: Callable[[], None]) -> None:
+        self.resubscribe = resubscribe
+        self.notify = notify
+
+    def on_connect(self, connection) -> None:
+        self.resubscribe(connection)
+        log.warning("reply listener reconnected to Redis; reloading the registry")
+        self.notify()

@@ -129,13 +129,19 @@ class SelectNode:
 
     def __call__(self, gateway: Gateway, call: Call) -> None:
         snapshot = gateway.cache.snapshot
-        config, request, identity = call.config, call.request, call.conn.identity
-        facts = {"request_id": request.request_id, "args": call.args, "service": request.service,
-                 "request_type": request.request_type,
-                 "user_id": identity.user_id if identity else None,
-                 "device_id": (identity.device_id if identity else None) or request.device_id}
+        config = call.config
         call.choice = self.selector.select(config, snapshot.nodes_for_task(config.task_name),
-                                           len(snapshot.nodes_for_service(config.service)), facts)
+                                           len(snapshot.nodes_for_service(config.service)),
+                                           None if config.choose_node_mode == "any" else _facts(call))
+
+
+def _facts(call: Call) -> dict:
+    """What a selection mode may look at: the request id, the arguments, the identity."""
+    request, identity = call.request, call.conn.identity
+    return {"request_id": request.request_id, "args": call.args, "service": request.service,
+            "request_type": request.request_type,
+            "user_id": identity.user_id if identity else None,
+            "device_id": (identity.device_id if identity else None) or request.device_id}
 
 
 def request_info(call: Call) -> dict:

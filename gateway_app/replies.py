@@ -131,6 +131,9 @@ class Replies:
         except Exception:
             log.exception("could not send %s to %s", pending.task, queue)
             self.settle(pending, Outcome("dispatch_failed"))
+            return
+        if self.table.get(pending.ref) is not pending and pending.response_type in ("async", "stream"):
+            self.gateway.cancel_remote(pending)  # it ended (a cancel, a disconnect) while being sent
 
     def fire_and_forget(self, pending: Pending) -> None:
         """A ``none`` call: sent, never registered, never answered (its worker retries it)."""
@@ -155,15 +158,16 @@ class Replies:
         timer.start()
 
     def _redispatch(self, pending: Pending, ref: str, same: str | None, avoid: set[str]) -> None:
-        if self.table.get(ref) is not pending:
-            return  # it ended while waiting
-        serving = self.gateway.cache.snapshot.nodes_for_task(pending.task)
-        choice = self.gateway.selector.for_retry(serving, same, avoid)
-        if choice is None:
-            self.settle(pending, Outcome("no_live_worker"))
-            return
-        pending.node = choice.node
-        self.dispatch(pending, choice.queue)
+        with pending.lock:  # a cancel meanwhile waits, then finds the handle and stops the worker
+            if self.table.get(ref) is not pending:
+                return  # it ended while waiting
+            serving = self.gateway.cache.snapshot.nodes_for_task(pending.task)
+            choice = self.gateway.selector.for_retry(serving, same, avoid)
+            if choice is None:
+                self.settle(pending, Outcome("no_live_worker"))
+                return
+            pending.node = choice.node
+            self.dispatch(pending, choice.queue)
 
     # ------------------------------------------------------------------ replies
 
@@ -191,6 +195,7 @@ class Replies:
                 if not conn.send(response(request_id, result=chunk, success=True, is_async=True, has_more=True),
                                  terminal=False):
                     break
+                pending.delivered += 1
             else:
                 return
         self.settle(pending, Outcome("slow_client", node=message.get("node")))
@@ -221,8 +226,9 @@ class Replies:
             frame = terminal_frame(pending, outcome, self.gateway.detail_error)
             if frame is not None:
                 pending.conn.send(frame)
-        if outcome.kind in ("cancelled", "disconnected", "slow_client") and pending.handle is not None:
-            self.gateway.cancel_remote(pending)
+        if outcome.kind in ("cancelled", "disconnected", "slow_client", "draining") and pending.handle is not None \
+                and pending.response_type in ("async", "stream"):
+            self.gateway.cancel_remote(pending)  # a sync call's worker just answers into the void
         return True
 
     def timed_out(self, pending: Pending) -> None:

@@ -8,6 +8,8 @@ timeout, a cancel, a disconnect. Between attempts the original's backoff: the fi
 waits longest (≈ 100·2^(n−1) ms, capped at 5 s, ±50 % jitter). ``all_nodes`` prefers a
 worker other than the one that failed; ``same_node`` goes back to it while it lives. Every
 attempt must still fit in the call's ``timeout``: there is one deadline for the whole call.
+A stream is retried only before its first chunk reached the client (else the client would
+get the chunks twice).
 
 ``none`` calls are never heard of again after dispatch; their worker retries them itself
 (:func:`workers.runtime.run_call`).
@@ -60,6 +62,8 @@ class Retry:
             return False  # no time left for another attempt: this outcome stands
         if not pending.conn.open:
             return False
+        if pending.delivered:
+            return False  # the client has chunks of this attempt: another would send them again
         failed_on = outcome.node or pending.node
         pending.retries += 1
         log.info("%s: request %r %s on %s; attempt %d of %d in %d ms", pending.task, pending.request_id,

@@ -50,8 +50,15 @@ class Choice:
 
 
 def stable_hash(value: Any) -> int:
-    """The same number for the same JSON value in every process (CRC32)."""
-    return zlib.crc32(json.dumps(value, sort_keys=True, default=str).encode("utf-8"))
+    """The same number for the same JSON value in every process (CRC32); ``1`` and ``1.0``
+    are the same value."""
+    return zlib.crc32(_canonical(value).encode("utf-8"))
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _direct(node: NodeInfo) -> Choice:
@@ -69,10 +76,10 @@ class NodeSelector:
         self._selectors: dict[str, Callable] = {}
         self._lock = threading.Lock()
 
-    def select(self, config: FunConfig, serving: list[NodeInfo], service_size: int, request: dict) -> Choice:
+    def select(self, config: FunConfig, serving: list[NodeInfo], service_size: int, request: dict | None) -> Choice:
         """Choose among ``serving`` (live workers that have the task). ``service_size`` is
         how many live workers consume the service queue; ``request`` carries request_id,
-        args and the caller's identity."""
+        args and the caller's identity (not needed, and ``None``, for ``any``)."""
         if not serving:
             raise errors.unavailable("no_live_worker")
         mode = config.choose_node_mode
@@ -114,7 +121,7 @@ class NodeSelector:
             value = request.get(key)  # the request's own field of that name (user_id, …)
         if value is None or value is False:
             return random.choice(ordered)
-        name = self.keys.sticky(config.service, json.dumps(value, sort_keys=True, default=str))
+        name = self.keys.sticky(config.service, _canonical(value))
         by_id = {node.node_id: node for node in ordered}
         remembered = self.client.getex(name, ex=self.sticky_ttl)
         if remembered is not None and remembered.decode() in by_id:

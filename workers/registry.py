@@ -39,12 +39,15 @@ class NodeInfo:
     expires_ms: int
     #: when the worker started (its wall clock): ``first``/``last`` selection order
     started: float = 0.0
+    #: shutting down warmly: it finishes its calls but takes no new ones
+    draining: bool = False
 
     @classmethod
     def from_json(cls, node_id: str, expires_ms: int, raw: str | bytes) -> NodeInfo:
         data = json.loads(raw)
         return cls(node_id, frozenset(data.get("services", ())), frozenset(data.get("tasks", ())),
-                   data.get("queue") or direct_queue(node_id), expires_ms, float(data.get("started") or 0.0))
+                   data.get("queue") or direct_queue(node_id), expires_ms, float(data.get("started") or 0.0),
+                   bool(data.get("draining")))
 
 
 def redis_now_ms(client: redis.Redis) -> int:
@@ -101,6 +104,13 @@ class Registry:
             pipe.zadd(self.keys.nodes, {node_id: expires})
             pipe.set(self.keys.node(node_id), self._info, px=int(ttl * 1000))
             pipe.execute()
+
+    def drain(self, node_id: str, ttl: float) -> None:
+        """Warm shutdown began: gateways stop choosing the node, but still count it alive
+        (heartbeats go on) while it finishes its running calls."""
+        self._info = json.dumps({**json.loads(self._info), "draining": True})
+        self.heartbeat(node_id, ttl)
+        self.announce("node-draining", node_id)
 
     def leave(self, node_id: str) -> None:
         """Remove the node at once (warm shutdown), so gateways stop routing to it."""

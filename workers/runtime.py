@@ -130,6 +130,8 @@ def run_stream(function: Function, args: dict, header: TaskHeader, node: str, ta
         produced = invoke(function, args, info)
         if inspect.isgenerator(produced):
             pump(produced, handle, describe_exception)
+    except GenApiError as exc:
+        handle.error(describe_exception(exc))
     except Exception as exc:
         log.exception("%s raised", function.config.task_name)
         handle.error(describe_exception(exc))

@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 
+from .errors import GenApiError
 from .protocol import encode, reply_chunks, reply_end, reply_error, reply_last
 
 log = logging.getLogger("genapi.worker")
@@ -163,8 +164,21 @@ class StreamHandle:
             self.finished.set()
 
     def _publish_chunks(self, chunks: list) -> bool:
-        """Publish a batch; a chunk that is not JSON ends the stream with an error instead."""
-        return self._publish_message(reply_chunks(self.ref, chunks, self.node))
+        """Publish a batch; a chunk that is not JSON ends the stream with an error, after the
+        good chunks before it."""
+        try:
+            self._publish(encode(reply_chunks(self.ref, chunks, self.node)))
+            return True
+        except (TypeError, ValueError):
+            pass
+        for index, chunk in enumerate(chunks):
+            try:
+                encode(chunk)
+            except (TypeError, ValueError):
+                if index:
+                    self._publish(encode(reply_chunks(self.ref, chunks[:index], self.node)))
+                return self._publish_message(reply_chunks(self.ref, [chunk], self.node))
+        return True
 
     def _publish_end(self, item: tuple) -> None:
         kind, data = item
@@ -202,6 +216,8 @@ def pump(generator: Generator, handle: StreamHandle, describe) -> None:
                     handle.complete()
                 return
             handle.send_result(chunk)
+    except GenApiError as exc:
+        handle.error(describe(exc))
     except Exception as exc:
         log.exception("stream %s raised", handle.ref)
         handle.error(describe(exc))

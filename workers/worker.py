@@ -132,6 +132,16 @@ class Presence:
                         ", ".join(sorted(set(self._awaiting.values()))))
             self._awaiting.clear()
 
+    def drain(self) -> None:
+        """Warm shutdown began: take no new calls, keep heartbeating until :meth:`stop`."""
+        if self.node_id is None or self._left:
+            return
+        try:
+            self.registry.drain(self.node_id, self.settings.node_ttl)
+            log.info("node %s takes no new calls; it finishes the running ones", self.node_id)
+        except redis.RedisError as exc:
+            log.warning("could not announce the shutdown (%s)", exc)
+
     def stop(self) -> None:
         """Stop the heartbeat and leave the registry (once, however often it is called)."""
         with self._leave_lock:
@@ -198,11 +208,12 @@ def run_worker(module_names: list[str], celery_args: list[str], settings: Settin
         presence.start(sender.hostname)
 
     @worker_shutting_down.connect(weak=False)
-    def _shutting_down(sender=None, **kwargs):
-        # Celery calls this from its signal handler, as the warm shutdown begins: leave now
-        # (the worker takes no new calls while it finishes the running ones), in a thread so
-        # the handler does not block on Redis
-        threading.Thread(target=presence.stop, name="genapi-leave", daemon=True).start()
+    def _shutting_down(sender=None, how=None, **kwargs):
+        # Celery calls this from its signal handler as the shutdown begins, so work in a
+        # thread. Warm: gateways stop choosing this node now, and still count it alive while
+        # it finishes its running calls; cold: leave at once.
+        target = presence.drain if how == "Warm" else presence.stop
+        threading.Thread(target=target, name="genapi-leave", daemon=True).start()
 
     @worker_shutdown.connect(weak=False)
     def _shutdown(sender=None, **kwargs):

@@ -54,3 +54,23 @@ def test_new_calls_are_refused_and_slow_ones_answered_unavailable(own_gateway):
                          "can_retry": True}
         assert _close_code(ws) == 1001
     assert own_gateway.process.wait(15) == 0
+
+
+def test_a_worker_stopping_warmly_finishes_its_stream_and_takes_no_new_calls(fresh_stack):
+    worker = fresh_stack.start_worker("tests.services.modes")
+    gateway = fresh_stack.start_gateway(worker)
+    node = fresh_stack.node_of(worker)
+    with gateway.connect() as ws, gateway.connect() as other:
+        ws.send(json.dumps(request("slow_count", {"n": 8, "ms": 150}, request_id="s", service="modes")))
+        assert json.loads(ws.recv(timeout=10))["result"] == "init"
+        assert json.loads(ws.recv(timeout=10))["result"] == 0
+        worker.send_signal(signal.SIGTERM)
+        wait_until(lambda: not gateway.sees_node(node), 2, "the worker stops taking calls", interval=0.05)
+        refused = call(other, request("where_any", request_id="new", service="modes"))
+        assert (refused["error"], refused["can_retry"]) == ("Service temporarily unavailable", True)
+        frames = []
+        while not frames or frames[-1]["has_more"]:
+            frames.append(json.loads(ws.recv(timeout=10)))
+        assert [f["result"] for f in frames] == [1, 2, 3, 4, 5, 6, 7, None]  # every chunk, then the end
+        assert frames[-1]["success"] is True
+    assert worker.wait(15) == 0

@@ -262,3 +262,10 @@ def die_async(mark):
 def die_stream(mark):
     yield "before"
     yield _die_first(mark)
+
+
+@api.function("slow_count", arg_types={"n": "num", "ms": "num"}, response_type="stream", timeout=30000)
+def slow_count(n, ms):
+    for i in range(int(n)):
+        yield i
+        time.sleep(ms / 1000)
