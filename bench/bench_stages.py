@@ -10,7 +10,8 @@ gateway's own work per call, one stage at a time, against a fresh ``redis-server
   ``Gateway`` and its registry cache, and a dispatcher that only records;
 - ``CeleryDispatcher.send`` (the gateway's ``send_task``), and variants of it that show
   what its options cost, next to a bare ``LPUSH`` of a ready message;
-- the reply: ``Gateway._on_reply`` on a connection whose socket only counts bytes;
+- the reply: ``Replies.on_message`` on a connection whose socket only counts bytes (the frame
+  goes through the connection's outbound queue and writer thread);
 - WebSocket framing with wsproto, as simple-websocket does it, with and without
   permessage-deflate, and a loopback TCP ``send`` of one frame.
 
@@ -50,7 +51,7 @@ from gateway_app.dispatch import CeleryDispatcher  # noqa: E402
 from gateway_app.extension import Gateway  # noqa: E402
 from workers import pushconfig  # noqa: E402
 from workers.celery_app import create_celery_app  # noqa: E402
-from workers.protocol import Keys, reply_result  # noqa: E402
+from workers.protocol import Keys, reply_result, response  # noqa: E402
 from workers.registry import Registry  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
@@ -91,6 +92,17 @@ class CountingWs:
     def send(self, text) -> None:
         self.sent += len(text)
         self.last = text
+
+
+class SignallingWs(CountingWs):
+    """Counts, and sets ``written`` on each send (the caller waits on it without spinning)."""
+
+    def __init__(self) -> None:
+        self.written = threading.Event()
+
+    def send(self, text) -> None:
+        super().send(text)
+        self.written.set()
 
 
 def ws_pair(deflate: bool) -> tuple[WSConnection, WSConnection]:
@@ -164,13 +176,25 @@ def run(iterations: int) -> None:
 
         print("gateway, reply side")
         reply = json.dumps(reply_result("r", 17)).encode()
-        pending = Pending(conn, "17", "sync", None)
+        pending = Pending(conn, "17", "sync", None, ref="r")
 
         def on_reply(_: int) -> None:
             gateway.deliveries._pending["r"] = pending  # what Deliveries.add did for this call
-            gateway._on_reply(reply)
+            gateway.replies.on_message(reply)
 
-        timeit("Gateway._on_reply: JSON decode, take, Response frame, JSON encode", on_reply, iterations)
+        timeit("Replies.on_message: JSON decode, take, settle, Response frame, JSON encode, queued for the "
+               "connection's writer", on_reply, iterations)
+        frame = response("17", result=17, success=True)
+        timeit("  of which Connection.send: JSON encode, queued, writer woken", lambda i: conn.send(frame), iterations)
+        probe = Connection(SignallingWs(), Identity("bench", ("bench",)), public=False)
+
+        def handed_over(_: int) -> None:  # until the writer thread has passed the frame to the socket
+            probe.ws.written.clear()
+            probe.send(frame)
+            probe.ws.written.wait(5)
+
+        timeit("  Connection.send until the writer thread has written it (OS threads here, not greenlets)",
+               handed_over, min(iterations, 5000))
 
         print("WebSocket framing (wsproto, as simple-websocket; client frames are masked)")
         frame = json.dumps({"request_id": "17", "result": 17, "success": True, "error": None, "async": False,

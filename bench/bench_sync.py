@@ -24,6 +24,19 @@ threads with blocking clients. Then:
     a time; and, for reference, (c0) the gateway's built-in ``ping`` (the WebSocket hop
     alone, no Celery).
 
+The rows of the response modes and node selection (issue 6; ``--no-modes`` skips them) run
+after those, against the same stack:
+
+(s) stream throughput: ``--stream-runs`` streams, one at a time, of ``--stream-chunks``
+    chunks of ``--stream-size`` characters (``bench.stream``) on one blocking connection,
+    each timed from the request to its end frame; every chunk is checked to arrive in order,
+    and the count before the end frame (a wrong one is an error in the table);
+(d) an async echo (``bench.echo_async``), sequential on one connection: the time from the
+    send to the ack frame, and to the final frame;
+(m) the sync echo with each ``choose_node_mode`` (``bench.echo_<mode>``, one function per
+    mode), sequential on one connection, ``--mode-requests`` calls each, the modes
+    alternating in ``--rounds`` rounds; p50 against the floor's sequential p50 (b).
+
 It prints p50, p99 and throughput of each, the ratios (c)/(b) against the targets (p50
 ratio <= 1.2, throughput ratio >= 1.0), the CPU each process spends per call, the Redis
 commands per call, the queue's length, and where a sequential round trip's time goes (legs
@@ -54,7 +67,15 @@ if str(ROOT) not in sys.path:
 import redis  # noqa: E402
 
 from bench import bench_service  # noqa: E402
-from bench.callers import CeleryCaller, Stamp, WsCaller, concurrent, sequential  # noqa: E402
+from bench.callers import (  # noqa: E402
+    CeleryCaller,
+    Stamp,
+    WsCaller,
+    async_sequential,
+    concurrent,
+    sequential,
+    streams,
+)
 from bench.measure import Meter, Phase, Profiler, group_tasks, machine_busy, pin  # noqa: E402
 from gateway_app import processes  # noqa: E402
 from gateway_app.auth import mint_token  # noqa: E402
@@ -64,11 +85,15 @@ from workers.settings import Settings  # noqa: E402
 SECRET = "bench-secret-key"
 TARGET_P50_RATIO = 1.2
 TARGET_THROUGHPUT_RATIO = 1.0
+TARGET_STREAM_RATE = 20000  # chunks/s through one stream of 1 KB chunks (issue 6)
 DEFAULT_PIN = "redis=0,worker=0,gateway=1,client=1"
 PLAIN_MODULE = "bench.plain_celery"
 PLAIN_DB = 1  # the plain Celery app's own Redis database: its keys and queues never meet the gateway's
 PLAIN_QUEUE = "celery"  # Celery's default queue
 PLAIN_URL_ENV = "BENCH_PLAIN_CELERY_URL"  # read by bench/plain_celery.py: its broker and result backend
+MODE_KEY_SPACE = 100  # the selection rows send value % 100: sticky and hash keys are used again, as user ids are
+MODE_WARMUP = 100  # warm-up calls of each selection row (>= MODE_KEY_SPACE: every sticky key is placed before)
+STREAM_WARM_CHUNKS = 2000  # one unmeasured stream first
 
 
 # ---------------------------------------------------------------------------- the stack
@@ -78,8 +103,10 @@ class Stack:
     """redis-server, the plain Celery worker, the genapi worker and one gateway; stopped by PID
     in :meth:`stop`."""
 
-    def __init__(self, workdir: Path, pool: str, concurrency: int, gateway_workers: int) -> None:
+    def __init__(self, workdir: Path, pool: str, concurrency: int, gateway_workers: int,
+                 outbound_queue_bytes: int | None = None) -> None:
         self.workdir = workdir
+        self.outbound_queue_bytes = outbound_queue_bytes
         self.worker_options = ["-P", pool] + ([] if pool == "solo" or concurrency is None else ["-c", str(concurrency)])
         self.plain_argv = [sys.executable, "-m", "celery", "-A", PLAIN_MODULE, "worker", "-P", "solo",
                            "-l", "warning", "-n", "plain@%h"]
@@ -120,9 +147,12 @@ class Stack:
         self.plain_worker = self._spawn("plain worker", self.plain_argv, self.plain_env())
         self.worker = self._spawn("worker", [sys.executable, "-m", "gateway_app", "worker", "bench.bench_service",
                                              *self.worker_options], self.env())
+        gateway_env = self.env()
+        if self.outbound_queue_bytes is not None:  # else the product's default
+            gateway_env["GENAPI_OUTBOUND_QUEUE_BYTES"] = str(self.outbound_queue_bytes)
         self.gateway = self._spawn("gateway", [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1",
                                                "--port", str(self.gateway_port),
-                                               "--workers", str(self.gateway_workers)], self.env())
+                                               "--workers", str(self.gateway_workers)], gateway_env)
         # the bench's own client of the plain app: the same module, the same URL from the environment
         os.environ[PLAIN_URL_ENV] = self.plain_url
         self.plain = importlib.import_module(PLAIN_MODULE)
@@ -212,7 +242,9 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
     print(f"floor (b): {' '.join(['python'] + stack.plain_argv[1:])}   "
           f"(own app, Redis db {PLAIN_DB}, JSON, no task events)")
     print(f"gateway's worker: genapi worker bench.bench_service {' '.join(stack.worker_options)} (events on: -E)   "
-          f"gateway: gunicorn -k gevent --workers {stack.gateway_workers}")
+          f"gateway: gunicorn -k gevent --workers {stack.gateway_workers}"
+          + (f", GENAPI_OUTBOUND_QUEUE_BYTES={stack.outbound_queue_bytes}"
+             if stack.outbound_queue_bytes is not None else ""))
     print(f"callers: threads with blocking clients (Celery: apply_async().get(); gateway: websockets.sync, "
           f"ws compression {args.ws_compression})   rounds: {args.rounds}   "
           f"placement: {'pinned ' + args.pin if args.pin else 'unpinned'}")
@@ -231,6 +263,10 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
         ("(c) gateway sync call over WebSocket, sequential", "c_seq"),
         (f"(c) gateway sync call over WebSocket, {n} clients", "c_conc"),
     ]
+    rows += [("(d) async echo: send -> ack frame, sequential", "async_ack"),
+             ("(d) async echo: send -> final frame, sequential", "async_final")]
+    rows += [(f"(m) sync echo, choose_node_mode {label}, seq.", f"m_{request_type}")
+             for label, (request_type, _) in bench_service.MODES.items()]
     rows = [(label, phases[key]) for label, key in rows if key in phases]
     for label, phase in rows:
         print(f"{label:{width}} {phase.count:>6} {phase.errors:>4} {phase.percentile(50):>8.3f} "
@@ -247,6 +283,7 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
         print(f"(for reference, against the old floor (b-old): p50 ratio "
               f"{c_seq.percentile(50) / phases['old_seq'].percentile(50):.2f}, throughput ratio "
               f"{c_conc.throughput / phases['old_conc'].throughput:.2f})")
+    print_modes(args, phases, b_seq)
 
     print()
     components = ["redis", "plain worker", "worker", "gateway", "bench client", "other"]
@@ -255,8 +292,10 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
               + f" {'total':>7} {'cores':>6} {'queue':>6}")
     print(header)
     print("-" * len(header))
-    for label, phase in rows[1:]:
-        per = [phase.cpu.get(c, 0.0) * 1e3 / max(phase.count, 1) for c in components]
+    costs = rows[1:] + ([("(s) stream, per CHUNK", phases["stream"])] if "stream" in phases else [])
+    costs = [(label, phase) for label, phase in costs if phase.name != "async_ack"]  # its costs are the final's
+    for label, phase in costs:
+        per = [phase.cpu.get(c, 0.0) * 1e3 / max(phase.per, 1) for c in components]
         cores = sum(phase.cpu.get(c, 0.0) for c in components) / phase.elapsed if phase.elapsed else float("nan")
         depth = sum(phase.queue_depth) / len(phase.queue_depth) if phase.queue_depth else float("nan")
         print(f"{label:{width}} " + " ".join(f"{v:>8.3f}" for v in per)
@@ -265,15 +304,16 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
           f" other: the rest of the machine, processes and interrupts — ~0 (+-0.1, accounting noise) unless "
           f"something else runs;\n cores: all of it per second of wall time, of {os.cpu_count()}; "
           f"queue: mean length of the queue the calls go through, sampled every 20 ms:\n "
-          f"{PLAIN_QUEUE} in db {PLAIN_DB} for (b), {bench_service.QUEUE} in db 0 for (b-old) and (c))")
+          f"{PLAIN_QUEUE} in db {PLAIN_DB} for (b), {bench_service.QUEUE} in db 0 for (b-old), (c), (d), (s) and "
+          f"(m) any;\n not sampled (nan) for the other modes (m), whose tasks go to the worker's direct queue)")
 
     print()
     print("Redis commands per call (all of Redis in the window; heartbeats and liveness polls add < 0.01):")
-    for label, phase in rows[1:]:
-        calls = {k: v / max(phase.count, 1) for k, v in phase.commands.items() if v / max(phase.count, 1) >= 0.05}
-        total = sum(phase.commands.values()) / max(phase.count, 1)
+    for label, phase in costs:
+        calls = {k: v / max(phase.per, 1) for k, v in phase.commands.items() if v / max(phase.per, 1) >= 0.05}
+        total = sum(phase.commands.values()) / max(phase.per, 1)
         shown = ", ".join(f"{k} {v:.1f}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1]))
-        print(f"  {label:{width}} {total:5.1f} (Redis busy {phase.redis_usec / max(phase.count, 1):.0f} us): {shown}")
+        print(f"  {label:{width}} {total:5.1f} (Redis busy {phase.redis_usec / max(phase.per, 1):.0f} us): {shown}")
 
     if stamps:
         print()
@@ -285,6 +325,42 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
               "result back to the caller")
         print("  (c) legs: client send until the gateway dispatches | send_task + until the function starts | "
               "reply back to client")
+
+
+def print_modes(args, phases: dict[str, Phase], b_seq: Phase) -> None:
+    """The stream's throughput, and each selection mode's p50 against the floor (b)."""
+    stream = phases.get("stream")
+    if stream is not None:
+        print()
+        print(f"(s) stream: {args.stream_runs} stream(s) of {args.stream_chunks} chunks of {args.stream_size} "
+              f"characters, one at a time on one connection, each timed from the request to its end frame")
+        rates = ", ".join(f"{r:.0f}" for r in stream.rates)
+        firsts = ", ".join(f"{f * 1e3:.1f}" for f in stream.firsts)
+        mb = stream.nbytes / stream.elapsed / 1e6 if stream.elapsed else float("nan")
+        print(f"    chunks in order {stream.units} of {args.stream_runs * args.stream_chunks}, streams with errors "
+              f"{stream.errors}; overall {stream.throughput:.0f} chunks/s, {mb:.1f} MB/s of chunk payload "
+              f"(target >= {TARGET_STREAM_RATE} chunks/s: "
+              f"{'MET' if stream.throughput >= TARGET_STREAM_RATE and not stream.errors else 'MISSED'})")
+        print(f"    chunks/s per stream: {rates}   first chunk after (ms): {firsts}")
+        for note in stream.notes:
+            print(f"    ERROR: {note}")
+    for key in ("async_final",):
+        for note in phases[key].notes if key in phases else ():
+            print(f"    (d) ERROR: {note}")
+    modes = [(label, phases[f"m_{request_type}"]) for label, (request_type, _) in bench_service.MODES.items()
+             if f"m_{request_type}" in phases]
+    if modes:
+        floor = b_seq.percentile(50)
+        any_p50 = phases["m_echo_any"].percentile(50) if "m_echo_any" in phases else float("nan")
+        print()
+        print(f"(m) selection modes, sync echo, sequential: p50 against the floor's sequential p50 (b) "
+              f"{floor:.3f} ms, and against (m) any")
+        print(f"    {'choose_node_mode':22} {'calls':>6} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'/(b) p50':>9} {'/any p50':>9}")
+        for label, phase in modes:
+            print(f"    {label:22} {phase.count:>6} {phase.errors:>4} {phase.percentile(50):>8.3f} "
+                  f"{phase.percentile(99):>8.3f} {phase.percentile(50) / floor:>9.2f} "
+                  f"{phase.percentile(50) / any_p50:>9.2f}")
 
 
 # ---------------------------------------------------------------------------- main
@@ -307,6 +383,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                               "(default 2)")
     parser.add_argument("--no-old-floor", dest="old_floor", action="store_false",
                         help="skip (b-old), the plain task on the genapi worker")
+    parser.add_argument("--no-modes", dest="modes", action="store_false",
+                        help="skip the rows of the response modes and node selection: (s) stream, (d) async, "
+                             "(m) each choose_node_mode")
+    parser.add_argument("--mode-requests", type=int, default=1000,
+                        help="calls of (d) async and of each selection mode's row (m) (default 1000)")
+    parser.add_argument("--stream-chunks", type=int, default=20000, help="chunks per stream of (s) (default 20000)")
+    parser.add_argument("--stream-size", type=int, default=1024,
+                        help="characters per chunk of (s), at least 8 (default 1024)")
+    parser.add_argument("--stream-runs", type=int, default=3, help="measured streams of (s) (default 3)")
+    parser.add_argument("--outbound-queue-bytes", type=int, default=None, metavar="N",
+                        help="GENAPI_OUTBOUND_QUEUE_BYTES for the gateway: the bytes of frames one connection may "
+                             "have waiting before a stream is ended as 'Client too slow' (default: the product's, "
+                             "8 MiB)")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured calls before each sequential phase")
     parser.add_argument("--stamps", type=int, default=300, help="calls of the stamp functions (0: skip)")
     parser.add_argument("--max-seconds", type=float, default=40.0, help="time cap of each measured phase")
@@ -325,6 +414,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.requests < 1 or args.clients < 1 or args.rounds < 1:
         parser.error("--requests, --clients and --rounds must be positive")
+    if args.mode_requests < 1 or args.stream_chunks < 1 or args.stream_runs < 1 or args.stream_size < 8:
+        parser.error("--mode-requests, --stream-chunks and --stream-runs must be positive, --stream-size >= 8")
     if args.pin:
         try:
             args.layout = {name: int(cpu) for name, cpu in (item.split("=") for item in args.pin.split(","))}
@@ -337,15 +428,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+_T0 = time.monotonic()
+
+
+def say(text: str) -> None:
+    """A progress line, with the seconds since the start."""
+    print(f"[{time.monotonic() - _T0:6.1f}s] {text}", flush=True)
+
+
 def _terminated(signum, frame) -> None:
     raise SystemExit(128 + signum)  # runs the finally blocks: every process is stopped
+
+
+def run_modes(args, stack: Stack, phases: dict[str, Phase], meter: Meter, compression: str | None) -> None:
+    """The rows of issue 6, after the others: (s) stream, (d) async, (m) each selection mode."""
+    def caller(request_type: str, key_space: int | None = None) -> WsCaller:
+        return WsCaller(stack.ws_url(), bench_service.SERVICE, compression, request_type=request_type,
+                        key_space=key_space)
+
+    say(f"(s) stream: {args.stream_runs} x {args.stream_chunks} chunks of {args.stream_size} ...")
+    phases["stream"] = Phase("stream")
+    streams(caller("stream"), args.stream_runs, args.stream_chunks, args.stream_size,
+            min(STREAM_WARM_CHUNKS, args.stream_chunks))(phases["stream"], meter)
+    stack.check_alive()
+    say("(d) async echo, sequential ...")
+    phases["async_ack"], phases["async_final"] = Phase("async_ack"), Phase("async_final")
+    async_sequential(caller("echo_async"), args.mode_requests, MODE_WARMUP, args.max_seconds)(
+        phases["async_final"], meter, phases["async_ack"])
+    stack.check_alive()
+    per_round = max(1, args.mode_requests // args.rounds)
+    for request_type, _ in bench_service.MODES.values():
+        phases[f"m_{request_type}"] = Phase(f"m_{request_type}")
+    for r in range(args.rounds):
+        say(f"round {r + 1}/{args.rounds}: (m) sync echo with each choose_node_mode, sequential ...")
+        for request_type, _ in bench_service.MODES.values():
+            phase = Phase(f"m_{request_type}")
+            sequential(caller(request_type, MODE_KEY_SPACE), per_round, MODE_WARMUP,
+                       args.max_seconds / args.rounds)(phase, meter)
+            phases[f"m_{request_type}"].add(phase)
+        stack.check_alive()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)
     workdir = Path(tempfile.mkdtemp(prefix="genapi-bench-"))
-    stack = Stack(workdir, args.pool, args.concurrency, args.gateway_workers)
+    stack = Stack(workdir, args.pool, args.concurrency, args.gateway_workers, args.outbound_queue_bytes)
     client = plain_client = old_app = profiler = None
     failed = True
     try:
@@ -376,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         service_queue = (client, bench_service.QUEUE)
         queues = {"b_seq": (plain_client, PLAIN_QUEUE), "b_conc": (plain_client, PLAIN_QUEUE),
                   "old_seq": service_queue, "old_conc": service_queue, "c_seq": service_queue,
-                  "c_conc": service_queue}
+                  "c_conc": service_queue, "stream": service_queue, "async_final": service_queue,
+                  "m_echo_any": service_queue}
         meter = Meter(client, groups, queues, profiler)
 
         floor = CeleryCaller(stack.plain.echo, stack.plain.stamp)  # Celery's default queue, as a user sends
@@ -396,14 +525,14 @@ def main(argv: list[str] | None = None) -> int:
         phases = {k: Phase(k) for k in ["ping", "ws_ping"] + [f"{c}_{m}" for c in order for m in ("seq", "conc")]}
         for _ in range(warm):
             client.ping()
-        print("(a) redis PING ...", flush=True)
+        say("(a) redis PING ...")
         bench_ping(client, 5 * args.requests, args.max_seconds)(phases["ping"], meter)
-        print("(c0) gateway built-in ping ...", flush=True)
+        say("(c0) gateway built-in ping ...")
         sequential(gateway_ping, args.requests, warm, args.max_seconds)(phases["ws_ping"], meter)
         for mode in ("seq", "conc"):
             for r in range(args.rounds):
                 what = "sequential" if mode == "seq" else f"{args.clients} concurrent"
-                print(f"round {r + 1}/{args.rounds}: {what} {', '.join(f'({c})' for c in order)} ...", flush=True)
+                say(f"round {r + 1}/{args.rounds}: {what} {', '.join(f'({c})' for c in order)} ...")
                 for c in order:
                     key = f"{c}_{mode}"
                     body = (sequential(callers[c], per_round, warm, cap) if mode == "seq"
@@ -415,11 +544,14 @@ def main(argv: list[str] | None = None) -> int:
 
         stamps = {}
         if args.stamps:
-            print("stamped calls (request / reply legs) ...", flush=True)
+            say("stamped calls (request / reply legs) ...")
             floor.stamped(min(args.stamps, warm), args.max_seconds)  # warm-up
             gateway.stamped(min(args.stamps, warm), args.max_seconds)
             stamps["(b) plain Celery floor"] = legs(floor.stamped(args.stamps, args.max_seconds))
             stamps["(c) gateway over WebSocket"] = legs(gateway.stamped(args.stamps, args.max_seconds))
+        if args.modes:
+            run_modes(args, stack, phases, meter, compression)
+        say("done; stopping the stack after the report")
         print_report(args, stack, phases, stamps)
         failed = False
         return 0

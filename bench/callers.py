@@ -76,11 +76,14 @@ class WsCaller:
     without Celery.
     """
 
-    def __init__(self, url: str, service: str, compression: str | None, ping: bool = False) -> None:
+    def __init__(self, url: str, service: str, compression: str | None, ping: bool = False,
+                 request_type: str = "echo", key_space: int | None = None) -> None:
         self.url = url
         self.service = service
         self.compression = compression
         self.ping = ping
+        self.request_type = request_type
+        self.key_space = key_space  # send ``value % key_space`` (a few keys used again, as user ids are)
         self.ids = itertools.count()
 
     def connect(self):
@@ -100,8 +103,11 @@ class WsCaller:
         with self.connect() as ws:
             if self.ping:
                 yield lambda value: self.request(ws, value, "ping", "gateway") == "pong"
+            elif self.key_space:
+                space = self.key_space
+                yield lambda value: self.request(ws, value % space, self.request_type) == value % space
             else:
-                yield lambda value: self.request(ws, value) == value
+                yield lambda value: self.request(ws, value, self.request_type) == value
 
     def stamped(self, count: int, max_seconds: float) -> list[Stamp]:
         """Sequential calls of the stamp function; midpoint: the gateway dispatched the call."""
@@ -115,6 +121,71 @@ class WsCaller:
                 reply = self.request(ws, i, "stamp")
                 out.append((sent, reply["dispatched"], reply["t"], time.time()))
         return out
+
+
+    def async_call(self, ws, value: int, ack: Phase, final: Phase) -> None:
+        """One ``response_type="async"`` call: the ack's latency into ``ack``, the final
+        frame's into ``final`` (both from the send). A wrong or missing frame is an error."""
+        request_id = str(next(self.ids))
+        t0 = time.perf_counter_ns()
+        try:
+            ws.send(json.dumps({"service": self.service, "request_type": self.request_type,
+                                "request_id": request_id, "args": {"value": value}}))
+            frame = json.loads(ws.recv(timeout=CALL_TIMEOUT))
+            if not (frame.get("request_id") == request_id and frame.get("success") and frame.get("async")
+                    and frame.get("result") is None and not frame.get("has_more")):
+                raise RuntimeError(f"expected an ack, got {frame}")
+            ack.record(t0, True)
+            frame = json.loads(ws.recv(timeout=CALL_TIMEOUT))
+            if not (frame.get("request_id") == request_id and frame.get("success") and not frame.get("async")
+                    and not frame.get("has_more") and frame.get("result") == value):
+                raise RuntimeError(f"expected the final frame, got {frame}")
+            final.record(t0, True)
+        except Exception as exc:  # noqa: BLE001 - counted; the first few are noted
+            final.errors += 1
+            if len(final.notes) < 3:
+                final.notes.append(f"async call {request_id}: {exc!r}"[:300])
+
+    def stream(self, ws, chunks: int, size: int) -> tuple[int, int, float, float, str | None]:
+        """One stream of ``chunks`` chunks of ``size`` characters from send to its end frame.
+
+        Returns (chunks received in order, their bytes, seconds until the first chunk, seconds
+        until the end frame, the problem or ``None``): the init frame, then every chunk in
+        order (its index prefix), then exactly one end frame; anything else is a problem.
+        """
+        request_id = str(next(self.ids))
+        received = nbytes = 0
+        first = float("nan")
+        start = time.perf_counter()
+        try:
+            ws.send(json.dumps({"service": self.service, "request_type": self.request_type,
+                                "request_id": request_id, "args": {"n": chunks, "size": size}}))
+            frame = json.loads(ws.recv(timeout=CALL_TIMEOUT))
+            if not (frame.get("request_id") == request_id and frame.get("result") == "init" and frame.get("has_more")):
+                return received, nbytes, first, time.perf_counter() - start, f"expected the init frame, got {frame}"
+            while True:
+                frame = json.loads(ws.recv(timeout=CALL_TIMEOUT))
+                if frame.get("request_id") != request_id:
+                    return received, nbytes, first, time.perf_counter() - start, f"a frame of another call: {frame}"
+                if not frame.get("has_more"):  # the terminal frame
+                    elapsed = time.perf_counter() - start
+                    if not (frame.get("success") and frame.get("async") and frame.get("result") is None):
+                        return received, nbytes, first, elapsed, f"the stream ended with {frame}"
+                    if received != chunks:
+                        return received, nbytes, first, elapsed, f"{received} chunks of {chunks} before the end frame"
+                    return received, nbytes, first, elapsed, None
+                chunk = frame.get("result")
+                if not (frame.get("success") and isinstance(chunk, str) and len(chunk) == size
+                        and chunk[:8] == f"{received:08d}"):
+                    shown = chunk[:8] if isinstance(chunk, str) else chunk
+                    return (received, nbytes, first, time.perf_counter() - start,
+                            f"chunk {received} out of order or wrong: got {shown!r} ({len(str(chunk))} chars)")
+                if not received:
+                    first = time.perf_counter() - start
+                received += 1
+                nbytes += size
+        except Exception as exc:  # noqa: BLE001 - a timeout, a closed connection
+            return received, nbytes, first, time.perf_counter() - start, f"after {received} chunks: {exc!r}"
 
 
 # ---------------------------------------------------------------------------- drivers
@@ -210,4 +281,53 @@ def concurrent(caller: Caller, clients: int, count: int, warmup: int, max_second
         for own in mine:
             phase.latencies += own.latencies
             phase.errors += own.errors
+    return body
+
+
+def async_sequential(caller: WsCaller, count: int, warmup: int, max_seconds: float):
+    """``count`` async calls one after the other on one connection; ``body(final, meter, ack)``:
+    ``final`` gets the costs, both get latencies from the send."""
+    def body(final: Phase, meter: Meter, ack: Phase) -> None:
+        with caller.connect() as ws:
+            scratch = (Phase("warm-up"), Phase("warm-up"))
+            for i in range(warmup):
+                caller.async_call(ws, i, *scratch)
+            if scratch[1].errors:
+                raise RuntimeError(f"async warm-up failed: {scratch[1].notes}")
+            meter.begin(final)
+            deadline = time.monotonic() + max_seconds
+            start = time.perf_counter()
+            for i in range(count):
+                caller.async_call(ws, i, ack, final)
+                if time.monotonic() > deadline:
+                    break
+            final.elapsed = ack.elapsed = time.perf_counter() - start
+            meter.end(final)
+    return body
+
+
+def streams(caller: WsCaller, runs: int, chunks: int, size: int, warm_chunks: int):
+    """``runs`` streams one after the other on one connection, after one unmeasured stream of
+    ``warm_chunks``; ``body(phase, meter)``: one latency per stream (send to end frame),
+    ``units`` the chunks received in order, one error per stream with a problem."""
+    def body(phase: Phase, meter: Meter) -> None:
+        with caller.connect() as ws:
+            if warm_chunks:
+                *_, problem = caller.stream(ws, warm_chunks, size)
+                if problem:
+                    raise RuntimeError(f"warm-up stream: {problem}")
+            meter.begin(phase)
+            for _ in range(runs):
+                received, nbytes, first, elapsed, problem = caller.stream(ws, chunks, size)
+                phase.units += received
+                phase.nbytes += nbytes
+                phase.elapsed += elapsed
+                phase.firsts.append(first)
+                phase.rates.append(received / elapsed if elapsed else float("nan"))
+                if problem:
+                    phase.errors += 1
+                    phase.notes.append(problem[:300])
+                    break  # the connection may hold the rest of a broken stream
+                phase.latencies.append(int(elapsed * 1e9))
+            meter.end(phase)
     return body

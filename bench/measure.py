@@ -31,6 +31,11 @@ class Phase:
     commands: dict[str, int] = field(default_factory=dict)  # Redis calls per command
     redis_usec: int = 0
     queue_depth: list[int] = field(default_factory=list)  # samples of the length of the queue the calls go through
+    units: int = 0  # what the costs are per when not calls: the chunks of a stream phase
+    nbytes: int = 0  # a stream phase's payload bytes received
+    firsts: list[float] = field(default_factory=list)  # a stream phase: seconds until the first chunk, per stream
+    rates: list[float] = field(default_factory=list)  # a stream phase: chunks/s of each stream
+    notes: list[str] = field(default_factory=list)  # what went wrong (the first few)
 
     def add(self, other: Phase) -> None:
         self.latencies += other.latencies
@@ -42,6 +47,11 @@ class Phase:
             self.commands[key] = self.commands.get(key, 0) + value
         self.redis_usec += other.redis_usec
         self.queue_depth += other.queue_depth
+        self.units += other.units
+        self.nbytes += other.nbytes
+        self.firsts += other.firsts
+        self.rates += other.rates
+        self.notes += other.notes
 
     def record(self, started_ns: int, ok: bool) -> None:
         """One call that started at ``started_ns`` (perf_counter_ns) ended, well or not."""
@@ -63,8 +73,13 @@ class Phase:
         return ordered[rank - 1] / 1e6
 
     @property
+    def per(self) -> int:
+        """What costs are divided by: the units (stream chunks) if counted, else the calls."""
+        return self.units or self.count
+
+    @property
     def throughput(self) -> float:
-        return self.count / self.elapsed if self.elapsed else float("nan")
+        return self.per / self.elapsed if self.elapsed else float("nan")
 
 
 def group_cpu(pgid: int) -> float:
