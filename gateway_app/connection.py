@@ -11,14 +11,16 @@ never block on a slow socket, and a client that stops reading holds up nobody el
 
 from __future__ import annotations
 
-import collections
 import logging
+import queue
 import socket
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from simple_websocket import ConnectionClosed
+from wsproto import WSConnection
+from wsproto.events import Message
 
 from workers.protocol import INTERNAL_ERROR, UNKNOWN_REQUEST_ID, encode, error_frame
 
@@ -37,6 +39,32 @@ TERMINAL_RESERVE = 256 * 1024
 #: how long a close handshake may take before the socket is shut down
 CLOSE_GRACE = 2.0
 POLICY_VIOLATION = 1008
+#: frames the writer sends in one system call at most
+WRITE_BATCH = 64
+
+
+class _WholeFrames:
+    """Wraps a simple-websocket connection's socket so every write is whole and alone.
+
+    simple-websocket writes with ``socket.send``, which may write only part of a frame when
+    the socket buffer is full, and drops the rest: the client then sees a corrupt stream
+    (a 1002 close). This wrapper turns each ``send`` into a ``sendall``, under a lock, so
+    its own pings and pongs never interleave with our frames either.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    sendall = send
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 class Connection:
@@ -51,11 +79,16 @@ class Connection:
         #: running async and stream calls by ``deliveries.call_key`` of their request id (cancel)
         self.calls: dict[str, Any] = {}
         self.queue_bytes = queue_bytes
-        self._frames: collections.deque[str | None] = collections.deque()
+        # frames to write, (text, bytes); None asks the writer to close
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._queued = 0
+        self._dropping = False  # aborted: what is still queued is thrown away
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
         self._close: tuple[int, str] | None = None
+        # simple-websocket's own objects, when it is one: frames go out whole, several per write
+        self._wire = getattr(ws, "ws", None) if isinstance(getattr(ws, "ws", None), WSConnection) else None
+        if self._wire is not None and getattr(ws, "sock", None) is not None:
+            ws.sock = _WholeFrames(ws.sock)
         self._writer = threading.Thread(target=self._write_loop, name=f"genapi-writer-{self.id[:8]}", daemon=True)
         self._writer.start()
 
@@ -77,13 +110,10 @@ class Connection:
             if not self.open:
                 return False
             limit = self.queue_bytes + (TERMINAL_RESERVE if terminal else 0)
-            if self._queued and self._queued + size > limit:
-                full = True
-            else:
-                full = False
-                self._frames.append(text)
+            full = bool(self._queued) and self._queued + size > limit
+            if not full:
                 self._queued += size
-                self._ready.notify()
+                self._outbox.put((text, size))
         if full and terminal:
             log.warning("connection %s stopped reading (%d bytes queued); closing it", self.id, self._queued)
             self.abort(POLICY_VIOLATION, "client too slow")
@@ -96,8 +126,7 @@ class Connection:
                 return
             self.open = False
             self._close = (code, reason)
-            self._frames.append(None)
-            self._ready.notify()
+        self._outbox.put(None)
         self._shutdown_later()
 
     def abort(self, code: int, reason: str) -> None:
@@ -105,11 +134,10 @@ class Connection:
         itself cannot get through (a client that does not read)."""
         with self._lock:
             self.open = False
-            self._frames.clear()
+            self._dropping = True
             self._queued = 0
             self._close = (code, reason)
-            self._frames.append(None)
-            self._ready.notify()
+        self._outbox.put(None)
         self._shutdown_later()
 
     def _shutdown_later(self) -> None:
@@ -123,23 +151,45 @@ class Connection:
 
     def _write_loop(self) -> None:
         while True:
-            with self._lock:
-                while not self._frames:
-                    self._ready.wait()
-                text = self._frames.popleft()
-                if text is not None:
-                    self._queued -= len(text)
-            if text is None:
-                self._send_close()
-                return
+            batch, closing = self._take_batch()
             try:
-                self.ws.send(text)
+                if batch:
+                    self._write(batch)
             except (ConnectionClosed, OSError):
                 with self._lock:
                     self.open = False
-                    self._frames.clear()
+                    self._dropping = True
                     self._queued = 0
                 return
+            if closing:
+                self._send_close()
+                return
+
+    def _take_batch(self) -> tuple[list[str], bool]:
+        """What is queued now (at least one item, waiting for it): texts, and whether a close
+        follows them."""
+        items = [self._outbox.get()]
+        while len(items) < WRITE_BATCH and items[-1] is not None:
+            try:
+                items.append(self._outbox.get_nowait())
+            except queue.Empty:
+                break
+        closing = items[-1] is None
+        frames = [item for item in items if item is not None]
+        with self._lock:
+            if self._dropping:
+                return [], closing
+            self._queued -= sum(size for _, size in frames)
+        return [text for text, _ in frames], closing
+
+    def _write(self, texts: list[str]) -> None:
+        if self._wire is None:  # not simple-websocket (a test double, another server)
+            for text in texts:
+                self.ws.send(text)
+            return
+        if not self.ws.connected:
+            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        self.ws.sock.sendall(b"".join(self._wire.send(Message(data=text)) for text in texts))
 
     def _send_close(self) -> None:
         code, reason = self._close or (1000, "")
@@ -160,9 +210,7 @@ class Connection:
         """The receive loop ended: let the writer go."""
         with self._lock:
             self.open = False
-            if not self._frames or self._frames[-1] is not None:
-                self._frames.append(None)
-            self._ready.notify()
+        self._outbox.put(None)
 
 
 def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool) -> None:

@@ -197,6 +197,7 @@ class Replies:
                     break
                 pending.delivered += 1
             else:
+                time.sleep(0)  # under gevent: let the connection's writer send them before more come
                 return
         self.settle(pending, Outcome("slow_client", node=message.get("node")))
 
