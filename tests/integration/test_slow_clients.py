@@ -73,3 +73,29 @@ def test_a_stalled_reader_does_not_slow_another_client(fresh_stack):
     # every call of the active client is answered promptly (it froze for 20 s before)
     assert max(during) < 1.0, (before, during)
     assert statistics.median(during) < 0.2, (before, during)
+
+
+def test_a_slow_but_reading_client_gets_every_chunk_intact(fresh_stack):
+    """The socket's send buffer fills while the client lags: frames must still go out whole
+    (simple-websocket's own send() dropped the rest of a partial write: a 1002 close)."""
+    worker = fresh_stack.start_worker("tests.services.modes")
+    gateway = fresh_stack.start_gateway(worker)
+    client = StalledClient(gateway.port)
+    try:
+        client.send(request("blobs", {"n": 120, "size": 50_000}, request_id="slow", service="modes"))
+        frames, partial = [], ""
+        while not frames or frames[-1]["has_more"]:
+            data = client.sock.recv(16384)  # small reads, slower than the gateway writes
+            assert data, "the gateway closed the connection"
+            client.ws.receive_data(data)
+            for event in client.ws.events():
+                assert isinstance(event, TextMessage), event  # no close, no protocol error
+                partial += event.data
+                if event.message_finished:
+                    frames.append(json.loads(partial))
+                    partial = ""
+            time.sleep(0.0005)
+    finally:
+        client.close()
+    assert frames[0]["result"] == "init" and frames[-1]["result"] is None and frames[-1]["success"] is True
+    assert len(frames) == 122 and all(f["result"] == "x" * 50_000 for f in frames[1:-1])
