@@ -16,6 +16,7 @@ import queue
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from simple_websocket import ConnectionClosed
@@ -41,27 +42,54 @@ CLOSE_GRACE = 2.0
 POLICY_VIOLATION = 1008
 #: frames the writer sends in one system call at most
 WRITE_BATCH = 64
+#: asks the writer to send what a direct write left in the socket wrapper
+FLUSH = ("", 0)
 
 
 class _WholeFrames:
-    """Wraps a simple-websocket connection's socket so every write is whole and alone.
+    """Wraps a simple-websocket connection's socket so every write is whole and in order.
 
     simple-websocket writes with ``socket.send``, which may write only part of a frame when
     the socket buffer is full, and drops the rest: the client then sees a corrupt stream
-    (a 1002 close). This wrapper turns each ``send`` into a ``sendall``, under a lock, so
-    its own pings and pongs never interleave with our frames either.
+    (a 1002 close). Here each ``send`` is a ``sendall``, under a lock, so its own pings and
+    pongs never interleave with our frames either. :meth:`try_send` writes without waiting;
+    what the socket did not take stays in ``rest`` and goes out before anything else.
     """
 
     def __init__(self, sock: Any) -> None:
         self._sock = sock
         self._lock = threading.Lock()
+        self.rest = b""
+        self._gevent = type(sock).__module__.startswith("gevent")
 
     def send(self, data: bytes) -> int:
         with self._lock:
+            if self.rest:
+                self._sock.sendall(self.rest)
+                self.rest = b""
             self._sock.sendall(data)
         return len(data)
 
     sendall = send
+
+    def try_send(self, encode: Callable[[], bytes]) -> bool | None:
+        """If nobody is writing and nothing is left over: encode and send without waiting.
+        None: busy, nothing encoded (queue it); True: all sent; False: a rest is left."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self.rest:
+                return None
+            data = encode()
+            try:
+                sent = self._sock.send(data, 0, timeout=0.0) if self._gevent else \
+                    self._sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            self.rest = data[sent:]
+            return not self.rest
+        finally:
+            self._lock.release()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -87,8 +115,10 @@ class Connection:
         self._close: tuple[int, str] | None = None
         # simple-websocket's own objects, when it is one: frames go out whole, several per write
         self._wire = getattr(ws, "ws", None) if isinstance(getattr(ws, "ws", None), WSConnection) else None
+        self._sock: _WholeFrames | None = None
         if self._wire is not None and getattr(ws, "sock", None) is not None:
-            ws.sock = _WholeFrames(ws.sock)
+            self._sock = ws.sock = _WholeFrames(ws.sock)
+        self._busy = False  # the writer has frames in hand
         self._writer = threading.Thread(target=self._write_loop, name=f"genapi-writer-{self.id[:8]}", daemon=True)
         self._writer.start()
 
@@ -106,6 +136,18 @@ class Connection:
             log.exception("response for %r is not JSON serialisable", frame.get("request_id"))
             text = encode(error_frame(frame.get("request_id", UNKNOWN_REQUEST_ID), INTERNAL_ERROR))
         size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        with self._lock:
+            if not self.open:
+                return False
+            idle = not self._busy and not self._queued and self._sock is not None
+        if idle:
+            # nothing waits before it: write now if the socket takes it without waiting
+            # (saves the hand-over to the writer); a rest is the writer's to finish
+            done = self._sock.try_send(lambda: self._wire.send(Message(data=text)))
+            if done is not None:
+                if not done:
+                    self._outbox.put(FLUSH)
+                return True
         with self._lock:
             if not self.open:
                 return False
@@ -153,14 +195,16 @@ class Connection:
         while True:
             batch, closing = self._take_batch()
             try:
-                if batch:
-                    self._write(batch)
+                self._write(batch)
             except (ConnectionClosed, OSError):
                 with self._lock:
                     self.open = False
                     self._dropping = True
                     self._queued = 0
                 return
+            finally:
+                with self._lock:
+                    self._busy = False
             if closing:
                 self._send_close()
                 return
@@ -175,8 +219,9 @@ class Connection:
             except queue.Empty:
                 break
         closing = items[-1] is None
-        frames = [item for item in items if item is not None]
+        frames = [item for item in items if item is not None and item is not FLUSH]
         with self._lock:
+            self._busy = True
             if self._dropping:
                 return [], closing
             self._queued -= sum(size for _, size in frames)
@@ -189,6 +234,7 @@ class Connection:
             return
         if not self.ws.connected:
             raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        # an empty batch (a flush) still sends what a direct write left over
         self.ws.sock.sendall(b"".join(self._wire.send(Message(data=text)) for text in texts))
 
     def _send_close(self) -> None:

@@ -106,3 +106,18 @@ def test_a_killed_worker_without_retry_gives_exactly_one_terminal_frame_in_every
         assert len(frames) == 3 and frames[2]["success"] is False and frames[2]["can_retry"] is True, frames
         assert frames[2]["error"] == "Service temporarily unavailable"  # the stream's worker was lost
         assert nothing_more(ws, 1.0)
+
+
+def test_a_stream_is_retried_only_before_its_first_chunk(modes_stack):
+    with modes_stack.gateway.connect() as ws:
+        name = mark()
+        ws.send(json.dumps(rq("stream_retry", name, chunks_first=False)))
+        assert [f["result"] for f in frames_until_terminal(ws, timeout=20)] == ["init", "done on attempt 2", None]
+        assert len(attempts(modes_stack, name)) == 2
+
+        name = mark()
+        ws.send(json.dumps(rq("stream_retry", name, chunks_first=True)))
+        frames = frames_until_terminal(ws, timeout=20)
+        assert [f["result"] for f in frames] == ["init", "attempt 1", None]  # no chunk twice
+        assert frames[-1]["error"] == "Internal Server Error"
+        assert len(attempts(modes_stack, name)) == 1

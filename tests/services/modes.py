@@ -269,3 +269,15 @@ def slow_count(n, ms):
     for i in range(int(n)):
         yield i
         time.sleep(ms / 1000)
+
+
+@api.function("stream_retry", arg_types={"mark": "string", "chunks_first": "boolean"}, response_type="stream",
+              retry={"all_nodes": 2}, timeout=20000)
+def stream_retry(mark, chunks_first):
+    """Fails on its first attempt: after one chunk, or before any."""
+    attempt = _attempt(mark)
+    if chunks_first:
+        yield f"attempt {attempt}"
+    if attempt == 1:
+        raise GenApiError("first attempt fails")
+    yield f"done on attempt {attempt}"
