@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from simple_websocket import ConnectionClosed
 from wsproto import WSConnection
 from wsproto.events import Message
+from wsproto.utilities import LocalProtocolError
 
 from workers.protocol import INTERNAL_ERROR, UNKNOWN_REQUEST_ID, encode, error_frame
 
@@ -143,7 +144,12 @@ class Connection:
         if idle:
             # nothing waits before it: write now if the socket takes it without waiting
             # (saves the hand-over to the writer); a rest is the writer's to finish
-            done = self._sock.try_send(lambda: self._wire.send(Message(data=text)))
+            try:
+                done = self._sock.try_send(lambda: self._wire.send(Message(data=text)))
+            except (OSError, LocalProtocolError):  # the client is gone: the receive loop ends it
+                with self._lock:
+                    self.open = False
+                return False
             if done is not None:
                 if not done:
                     self._outbox.put(FLUSH)
