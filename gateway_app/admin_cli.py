@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from limits.errors import StorageError
 
 from workers.protocol import Keys
 from workers.settings import Settings
@@ -235,6 +236,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                              ("pushed-services", cmd_pushed_services, "the last push of each service")):
         _with_json(sub.add_parser(name, help=text)).set_defaults(admin_func=func)
 
+    from . import policy_cli  # it builds on the helpers above
+    policy_cli.add_commands(sub, verbs)
+
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one admin verb; Redis trouble and unknown functions are one clear line."""
@@ -242,12 +246,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     admin = Admin(client, Keys(settings.key_prefix))
     prog = "genapi admin" if getattr(args, "verb", None) else f"genapi {args.command}"
     try:
+        if hasattr(args, "policy_func"):
+            from .policy_admin import PolicyAdmin
+            return args.policy_func(PolicyAdmin(client, admin.keys, settings), args)
         if getattr(args, "needs_settings", False):
             return args.admin_func(admin, args, settings)
         return args.admin_func(admin, args)
-    except UnknownFunction as exc:
+    except (UnknownFunction, ValueError, OSError) as exc:  # ValueError: a bad limit, bad JSON
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    except redis.RedisError as exc:
+    except (redis.RedisError, StorageError) as exc:
         print(f"{prog}: cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", file=sys.stderr)
         return 1

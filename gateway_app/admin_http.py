@@ -12,6 +12,11 @@ time). The sensitive actions of reference §13.1 also need their name in
 * ``POST /admin/pull`` — ``{service?}``: a forced pull
 * ``POST /admin/push`` — a PushConfig; also needs ``push_config``
 * ``POST /admin/detail-error`` — ``{enabled: bool}``; also needs ``change_detail_error``
+* ``GET /admin/rate-limits`` — the limits in force; ``PUT`` (a partial config) and
+  ``DELETE`` (back to the settings) also need ``update_rate_limit_config``
+* ``GET /admin/rate-limits/status?key=&service=&request_type=&key_type=``,
+  ``POST /admin/rate-limits/reset`` — ``{key, service?, request_type?, key_type?}``
+* ``GET /admin/pool`` — breakers, live workers, queue lengths (``genapi pool-status``)
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Request, jsonify, request
+from limits.errors import StorageError
 
 from .admin import Admin, UnknownFunction
 from .failed_configs import SOURCES
+from .policy_admin import PolicyAdmin
 from .puller import request_pull
 
 if TYPE_CHECKING:
@@ -70,10 +77,17 @@ def _function_target(data: dict) -> tuple[str, str, str | None]:
     return service, request_type, version
 
 
+def _required(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"give {name!r} (a non-empty string)")
+    return value
+
+
 def admin_blueprint(gateway: Gateway) -> Blueprint:
     """The ``/admin`` routes of one gateway (registered only when an admin token is set)."""
     settings = gateway.settings
     admin = Admin(gateway.redis, gateway.keys)
+    policies = PolicyAdmin(gateway.redis, gateway.keys, settings)
     bp = Blueprint("genapi_admin", __name__, url_prefix="/admin")
 
     @bp.before_request
@@ -100,6 +114,10 @@ def admin_blueprint(gateway: Gateway) -> Blueprint:
     @bp.errorhandler(ValueError)
     def _bad_request(exc: ValueError):
         return _error(400, str(exc))
+
+    @bp.errorhandler(StorageError)
+    def _limiter_down(exc: StorageError):
+        return _error(503, f"the rate limiter's Redis is unavailable: {exc}")
 
     @bp.errorhandler(UnknownFunction)
     def _unknown(exc: UnknownFunction):
@@ -169,6 +187,36 @@ def admin_blueprint(gateway: Gateway) -> Blueprint:
         status = 200 if outcome["status"] in ("accepted", "skipped") else \
             403 if outcome.get("error") == "invalid_push_token" else 400
         return jsonify(outcome), status
+
+    @bp.get("/rate-limits")
+    def rate_limits():
+        return jsonify(policies.rate_limit_config())
+
+    @bp.put("/rate-limits")
+    @sensitive("update_rate_limit_config")
+    def set_rate_limits():
+        return jsonify(policies.set_rate_limits(_body()))
+
+    @bp.delete("/rate-limits")
+    @sensitive("update_rate_limit_config")
+    def clear_rate_limits():
+        return jsonify(policies.clear_rate_limits())
+
+    @bp.get("/rate-limits/status")
+    def rate_limit_status():
+        args = request.args
+        return jsonify(policies.rate_limit_status(_required(args.get("key"), "key"), args.get("service") or None,
+                                                  args.get("request_type") or None, args.get("key_type") or None))
+
+    @bp.post("/rate-limits/reset")
+    def reset_rate_limit():
+        data = _body()
+        return jsonify(policies.reset_rate_limit(_required(data.get("key"), "key"), data.get("service"),
+                                                 data.get("request_type"), data.get("key_type")))
+
+    @bp.get("/pool")
+    def pool():
+        return jsonify(policies.pool_status())
 
     @bp.post("/detail-error")
     @sensitive("change_detail_error")

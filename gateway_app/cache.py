@@ -40,6 +40,8 @@ class Snapshot:
     clock_offset_ms: int = 0
     #: ``detail_error`` as an operator switched it at runtime (``None``: the setting's)
     detail_error: bool | None = None
+    #: every runtime setting an operator stored (JSON text by name), e.g. ``rate_limits``
+    runtime: Mapping[str, str] = field(default_factory=dict)
 
     def versions(self, service: str, request_type: str) -> Mapping[str | None, FunConfig] | None:
         return self.functions.get((service, request_type))
@@ -61,6 +63,14 @@ class Snapshot:
         return [c for versions in self.functions.values() for c in versions.values()]
 
 
+def _detail_error(runtime: Mapping[str, str]) -> bool | None:
+    try:
+        value = json.loads(runtime["detail_error"]) if "detail_error" in runtime else None
+    except ValueError:
+        value = None
+    return value if isinstance(value, bool) else None
+
+
 class RegistryCache:
     """Keeps :attr:`snapshot` in sync with Redis."""
 
@@ -80,9 +90,9 @@ class RegistryCache:
     def refresh(self) -> None:
         """Reload functions, the operator's overrides, runtime settings and nodes now."""
         with self._lock:
-            functions, detail_error = self._load_functions()
+            functions, runtime = self._load_functions()
             offset, nodes = self._load_nodes()
-            self.snapshot = Snapshot(functions, nodes, offset, detail_error)
+            self.snapshot = Snapshot(functions, nodes, offset, _detail_error(runtime), runtime)
             self.last_refresh = time.monotonic()
 
     def refresh_nodes(self) -> None:
@@ -99,7 +109,7 @@ class RegistryCache:
         redis_now, nodes = self.registry.load_nodes()
         return redis_now - local, nodes
 
-    def _load_functions(self) -> tuple[dict[FunctionKey, dict[str | None, FunConfig]], bool | None]:
+    def _load_functions(self) -> tuple[dict[FunctionKey, dict[str | None, FunConfig]], dict[str, str]]:
         texts, overrides, runtime = self.registry.load_functions()
         parsed: dict[str, FunConfig] = {}
         functions: dict[FunctionKey, dict[str | None, FunConfig]] = {}
@@ -116,11 +126,7 @@ class RegistryCache:
                 config = replace(config, disabled=overrides[name])  # the operator's choice wins
             functions.setdefault((config.service, config.request_type), {})[config.version] = config
         self._parsed = parsed
-        try:
-            detail_error = json.loads(runtime["detail_error"]) if "detail_error" in runtime else None
-        except ValueError:
-            detail_error = None
-        return functions, detail_error if isinstance(detail_error, bool) else None
+        return functions, runtime
 
     def run(self) -> None:
         """The refresher loop (one thread per gateway process) until :meth:`stop`."""

@@ -200,6 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     ours, celery_args = split_worker_args(argv)
     args = build_parser().parse_args(ours)
     args.celery_args = celery_args
-    if hasattr(args, "admin_func"):
+    if hasattr(args, "admin_func") or hasattr(args, "policy_func"):
         return admin_cli.run(args, _settings())
     return args.func(args)

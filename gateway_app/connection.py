@@ -99,10 +99,13 @@ class _WholeFrames:
 class Connection:
     """A client connection. ``send`` may be called from any thread; it never blocks."""
 
-    def __init__(self, ws: Any, identity: Identity | None, public: bool, queue_bytes: int = QUEUE_BYTES) -> None:
+    def __init__(self, ws: Any, identity: Identity | None, public: bool, queue_bytes: int = QUEUE_BYTES,
+                 address: str | None = None) -> None:
         self.ws = ws
         self.identity = identity
         self.public = public
+        #: the client's address (rate limits keyed by ``ip_address``)
+        self.address = address
         self.id = uuid.uuid4().hex
         self.open = True
         #: running async and stream calls by ``deliveries.call_key`` of their request id (cancel)
@@ -265,10 +268,10 @@ class Connection:
         self._outbox.put(None)
 
 
-def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool) -> None:
+def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool, address: str | None = None) -> None:
     """Read frames until the client goes away. No exception escapes (flask-sock would write
     an HTTP 500 into the upgraded socket)."""
-    conn = Connection(ws, identity, public, gateway.settings.outbound_queue_bytes)
+    conn = Connection(ws, identity, public, gateway.settings.outbound_queue_bytes, address)
     gateway.connections.add(conn)
     try:
         while conn.open:

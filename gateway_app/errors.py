@@ -13,10 +13,12 @@ from workers.protocol import (
     AUTH_REQUIRED,
     INTERNAL_ERROR,
     PERMISSION_DENIED,
+    RATE_LIMIT_UNAVAILABLE,
     UNAVAILABLE,
     disabled_function,
     invalid_arguments,
     invalid_request,
+    rate_limited,
     unsupported_function,
 )
 
@@ -49,6 +51,20 @@ def disabled(request_type: str, version: str) -> Rejected:
 
 def permission_denied() -> Rejected:
     return Rejected(PERMISSION_DENIED, code="permission_denied")
+
+
+def too_many_requests(retry_after_s: int) -> Rejected:
+    return Rejected(rate_limited(retry_after_s), can_retry=True, code="rate_limited")
+
+
+def rate_limiter_down() -> Rejected:
+    """The limiter's Redis did not answer and ``fail_open`` is off."""
+    return Rejected(RATE_LIMIT_UNAVAILABLE, can_retry=True, code="rate_limiter_unavailable")
+
+
+def hook_rejected(message: str) -> Rejected:
+    """A gateway-level before hook refused the call (``message`` is the whole error)."""
+    return Rejected(message, code="hook_rejected")
 
 
 def bad_arguments(detail: str) -> Rejected:

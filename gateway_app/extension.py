@@ -20,16 +20,18 @@ from workers.protocol import Keys
 from workers.registry import Registry
 from workers.settings import Settings
 
-from . import connection, dispatch, pipeline
+from . import breakers, connection, dispatch, pipeline
 from .admin_http import admin_blueprint, bearer_matches
 from .auth import load_authenticator
 from .cache import RegistryCache
 from .deliveries import Deliveries, Pending
 from .dispatch import Dispatcher
 from .failed_configs import FailedConfigs
+from .hooks import GatewayHooks
 from .leases import SharedSchedule
 from .listener import Listener
 from .puller import Puller
+from .ratelimit import RateLimiter
 from .receiver import Receiver
 from .replies import Replies
 from .retention import Retention
@@ -64,7 +66,9 @@ class Gateway:
         self.deliveries = Deliveries()
         #: the reply side: where every call ends (and its after-call hooks, retry first)
         self.replies = Replies(self)
-        self.replies.after_call.append(Retry())
+        #: gateway-level hooks; add with the :meth:`before_execute` / :meth:`after_execute` decorators
+        self.hooks = GatewayHooks(5000)
+        self.breakers: breakers.Breakers | None = None
         self.gateway_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.connections: set = set()
         #: set by :meth:`drain`: new calls are refused while in-flight ones finish
@@ -89,7 +93,15 @@ class Gateway:
         self.cache = RegistryCache(registry, settings.refresh_interval, node_interval=node_poll,
                                    on_refresh=self._check_workers)
         self.selector = NodeSelector(self.redis, self.keys)
-        self.steps = pipeline.build_steps(self.selector)
+        self.hooks.timeout_ms = settings.hook_timeout_ms
+        self.hooks.load(settings.before_execute, settings.after_execute)
+        self.limiter = RateLimiter(settings.rate_limit_redis_url or settings.redis_url, self.keys,
+                                   settings.rate_limits.timeout_ms)
+        if settings.breakers.enabled:
+            self.breakers = breakers.Breakers(self.redis, self.keys, settings.breakers)
+            self.replies.after_call.append(self.breakers)  # every attempt counts, retried or not
+        self.replies.after_call.append(Retry())
+        self.steps = pipeline.build_steps(self.selector, self.limiter, settings.rate_limits, self.breakers)
         if self.dispatcher is None:
             self.dispatcher = dispatch.for_broker(
                 settings.broker_url, lambda: create_celery_app(settings, name="genapi-gateway"))
@@ -121,6 +133,18 @@ class Gateway:
             app.before_request(_refuse_compression)
         app.extensions["genapi"] = self
 
+    def before_execute(self, hook):
+        """Decorator: run ``hook(request_info, args)`` before every call is dispatched
+        (:mod:`gateway_app.hooks`)."""
+        self.hooks.before.append(hook)
+        return hook
+
+    def after_execute(self, hook):
+        """Decorator: ``hook(request_info, result)`` returns the result every successful
+        sync or async call answers with (:mod:`gateway_app.hooks`)."""
+        self.hooks.after.append(hook)
+        return hook
+
     @property
     def listening(self) -> bool:
         """Is the reply subscription up? Without it a reply would be lost."""
@@ -138,8 +162,19 @@ class Gateway:
             except Exception:
                 log.exception("authenticator failed; treating the connection as anonymous")
                 identity = None
-            connection.serve(self, ws, identity, public)
+            connection.serve(self, ws, identity, public, self._client_address())
         return websocket
+
+    def _client_address(self) -> str | None:
+        """The client's address: the trusted proxy header's last entry when one is
+        configured (the address that proxy saw), else the TCP peer."""
+        header = self.settings.trusted_proxy_header
+        if header:
+            value = request.headers.get(header, "")
+            entries = [part.strip() for part in value.split(",") if part.strip()]
+            if entries:
+                return entries[-1]
+        return request.remote_addr
 
     def _liveness(self):
         """``/healthz``: the process answers. Nothing about its internals."""
@@ -200,6 +235,8 @@ class Gateway:
             try:
                 self.receiver.drain()  # pushes that waited while no gateway ran
                 self.cache.refresh()
+                if self.breakers is not None:
+                    self.breakers.load(force=True)
             except redis.RedisError as exc:
                 log.warning("initial registry load failed (%s); retrying in the background", exc)
             listener = self.listener = Listener(self.redis, {
@@ -249,10 +286,14 @@ class Gateway:
     def _on_event(self, data: bytes) -> None:
         """A registry event: a forced pull wakes the pull schedule; anything else refreshes."""
         try:
-            kind = json.loads(data).get("event")
+            event = json.loads(data)
+            kind = event.get("event")
         except (ValueError, AttributeError):
-            kind = None
-        if kind == "pull":
+            event, kind = None, None
+        if kind == "breaker":
+            if self.breakers is not None:
+                self.breakers.on_event(event)
+        elif kind == "pull":
             self.schedules["pull"].wake()
         else:
             self.cache.notify_changed()
@@ -261,6 +302,11 @@ class Gateway:
         """After each registry refresh: calls whose worker died end as ``lost``."""
         live = {node.node_id for node in self.cache.snapshot.live_nodes(lambda n: True)}
         self.replies.lost_workers(live.__contains__)
+        if self.breakers is not None:
+            try:
+                self.breakers.load()  # every few seconds, in case an event was missed
+            except redis.RedisError as exc:
+                log.warning("could not read the breakers: %s", exc)
 
     def cancel_remote(self, pending: Pending) -> None:
         """Tell the worker of a call nobody waits for any more: a stream stops at its next

@@ -1,7 +1,8 @@
-"""``check_permission`` modes (reference §5.2), evaluated against the session identity.
+"""``check_permission`` modes (reference §5.2), evaluated in the gateway against the session.
 
-``permission_callback`` is not evaluated by this version of the gateway: a function that
-declares one is denied (fail closed) rather than silently allowed.
+A function with a ``permission_callback`` is not checked here: the callback takes
+precedence over ``check_permission`` entirely and runs on the worker, before the function
+(:mod:`workers.hooks`), where the service's own code and data live.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ def allowed(config: FunConfig, identity: Identity | None, args: Mapping[str, Any
     by any authenticated caller.
     """
     if config.permission_callback is not None:
-        return False
+        return True  # decided by the callback, on the worker
     mode = config.check_permission
     if mode is False:
         return True
-    if identity is None:
+    user_id = identity.user_id if identity is not None else None
+    if not isinstance(user_id, str) or not user_id:
         return False
     if mode == "any_authenticated":
         return True
@@ -33,4 +35,20 @@ def allowed(config: FunConfig, identity: Identity | None, args: Mapping[str, Any
         return bool(set(mode["role"]) & set(identity.roles))
     if args is None:
         return True
-    return args.get(mode["arg"]) == identity.user_id
+    value = arg_value(args, mode["arg"], config.arg_orders == "map")
+    return type(value) is str and value == user_id
+
+
+def arg_value(args: Mapping[str, Any], name: str, nested: bool) -> Any:
+    """The value an ``{"arg": name}`` rule compares: ``args[name]``; for a ``"map"``-ordered
+    function, if that is missing or falsy, the ``name`` of the first top-level object (keys
+    in sorted order, as the original iterates small maps) that has one, even if it then
+    mismatches. Nothing deeper is searched."""
+    value = args.get(name)
+    if value or not nested:
+        return value
+    for key in sorted(args):
+        inner = args[key]
+        if isinstance(inner, Mapping) and name in inner:
+            return inner[name]
+    return value

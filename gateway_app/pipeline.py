@@ -3,9 +3,11 @@
 A step is ``step(gateway, call) -> None``. It reads and fills the :class:`Call`, and stops
 the request by raising :class:`~gateway_app.errors.Rejected` (answered with an error
 frame) or :class:`Answered` (it already answered). Steps that keep state (node selection's
-counters) are objects built once per gateway by :func:`build_steps`. Later features — rate
-limits, hooks, breakers — are new steps, in the order of PRODUCT.md. How a dispatched call
-ends is :mod:`gateway_app.replies`' business.
+counters, the rate limiter, the breakers) are objects built once per gateway by
+:func:`build_steps`, in the order of PRODUCT.md: permissions before rate limits (a denied
+call costs no budget), rate limits before argument validation, the gateway's before hooks
+and the breakers just before a worker is chosen. A policy that is not configured costs a
+check of a flag. How a dispatched call ends is :mod:`gateway_app.replies`' business.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from workers.argtypes import ArgumentError, validate_args
 from workers.funconfig import FunConfig
+from workers.policy_config import RateLimitConfig
 from workers.protocol import INTERNAL_ERROR, UNKNOWN_REQUEST_ID, error_frame, response
 
-from . import builtins, decoding, errors, permissions, versions
+from . import builtins, decoding, errors, permissions, ratelimit, versions
+from .breakers import Breakers
 from .deliveries import Pending
 from .errors import Rejected
+from .ratelimit import RateLimiter
 from .selection import Choice, NodeSelector
 
 if TYPE_CHECKING:
@@ -109,6 +114,30 @@ def authorize(gateway: Gateway, call: Call) -> None:
         raise errors.permission_denied()
 
 
+class RateLimit:
+    """The limits in force (``GENAPI_RATE_LIMITS``, or an operator's runtime replacement)
+    for this call's user, device, address or argument."""
+
+    def __init__(self, limiter: RateLimiter | None, configured: RateLimitConfig) -> None:
+        self.limiter = limiter
+        self.configured = configured
+        self._runtime: str | None = None
+        self.config = configured
+
+    def current(self, runtime: str | None) -> RateLimitConfig:
+        if runtime != self._runtime:
+            self.config = ratelimit.current(self.configured, runtime)[0]
+            self._runtime = runtime
+        return self.config
+
+    def __call__(self, gateway: Gateway, call: Call) -> None:
+        config = self.current(gateway.cache.snapshot.runtime.get(ratelimit.RUNTIME_FIELD))
+        if not config.active or self.limiter is None:
+            return
+        request = call.request
+        self.limiter.check(config, request.service, request.request_type, _facts(call), request.args)
+
+
 def validate(gateway: Gateway, call: Call) -> None:
     """Arguments against ``arg_types``; defaults filled in."""
     try:
@@ -117,43 +146,78 @@ def validate(gateway: Gateway, call: Call) -> None:
         raise errors.bad_arguments(str(exc)) from None
 
 
+def run_gateway_hooks(gateway: Gateway, call: Call) -> None:
+    """The gateway's own before hooks (``@gateway.before_execute``): they may rewrite the
+    arguments or refuse the call."""
+    if gateway.hooks.before:
+        call.args = gateway.hooks.run_before(request_info(call), call.args)
+
+
+class CheckBreaker:
+    """An open service breaker answers ``Service temporarily unavailable`` before dispatch."""
+
+    def __init__(self, breakers: Breakers | None) -> None:
+        self.breakers = breakers
+
+    def __call__(self, gateway: Gateway, call: Call) -> None:
+        if self.breakers is not None and self.breakers.views:
+            self.breakers.admit(call.config.service, call.config.timeout)
+
+
 class SelectNode:
     """Which worker (or the shared service queue) runs the call; ``choose_node_mode``.
 
     No live worker has the task: ``Service temporarily unavailable`` at once, instead of a
-    task waiting in a queue nobody reads.
+    task waiting in a queue nobody reads. Workers whose breaker is open are left out; while
+    any is, an ``"any"`` call goes to a healthy worker's own queue instead of the shared one.
     """
 
-    def __init__(self, selector: NodeSelector) -> None:
+    def __init__(self, selector: NodeSelector, breakers: Breakers | None = None) -> None:
         self.selector = selector
+        self.breakers = breakers
 
     def __call__(self, gateway: Gateway, call: Call) -> None:
         snapshot = gateway.cache.snapshot
         config = call.config
-        call.choice = self.selector.select(config, snapshot.nodes_for_task(config.task_name),
-                                           len(snapshot.nodes_for_service(config.service)),
+        serving = snapshot.nodes_for_task(config.task_name)
+        tripped = self.breakers.open_workers(config.service) if self.breakers is not None else None
+        if tripped:  # fewer workers than the service queue has: "any" picks one of these directly
+            serving = [node for node in serving if node.node_id not in tripped]
+            if not serving:
+                raise errors.unavailable("worker_breakers_open")
+        call.choice = self.selector.select(config, serving, len(snapshot.nodes_for_service(config.service)),
                                            None if config.choose_node_mode == "any" else _facts(call))
 
 
 def _facts(call: Call) -> dict:
-    """What a selection mode may look at: the request id, the arguments, the identity."""
+    """What a selection mode or a rate limit may look at: the request id, the arguments,
+    the identity, the client's address."""
     request, identity = call.request, call.conn.identity
     return {"request_id": request.request_id, "args": call.args, "service": request.service,
             "request_type": request.request_type,
             "user_id": identity.user_id if identity else None,
-            "device_id": (identity.device_id if identity else None) or request.device_id}
+            "device_id": (identity.device_id if identity else None) or request.device_id,
+            "ip_address": call.conn.address}
 
 
 def request_info(call: Call) -> dict:
-    """What a ``request_info=True`` function receives: identity from the session only; the
-    token's device id wins over the request's."""
+    """What a ``request_info=True`` function, a hook or a permission callback receives:
+    identity from the session only; the token's device id wins over the request's."""
     identity, request = call.conn.identity, call.request
     return {
         "request_id": request.request_id,
         "user_id": identity.user_id if identity else None,
         "device_id": (identity.device_id if identity else None) or request.device_id,
         "roles": list(identity.roles) if identity else [],
+        "service": request.service,
+        "request_type": request.request_type,
+        "version": call.config.version if call.config is not None else request.version,
     }
+
+
+def needs_info(config: FunConfig) -> bool:
+    """Does the worker need the request info (the function, its hooks, its callback)?"""
+    return bool(config.request_info or config.before_execute or config.after_execute or config.permission_callback)
 
 
 def dispatch(gateway: Gateway, call: Call) -> None:
@@ -164,7 +228,8 @@ def dispatch(gateway: Gateway, call: Call) -> None:
     pending = Pending(conn, request.request_id, mode,
                       None if config.timeout is None else time.monotonic() + config.timeout / 1000,
                       task=config.task_name, node=call.choice.node, config=config, args=call.args,
-                      info=request_info(call) if config.request_info else None, queue=call.choice.queue)
+                      info=request_info(call) if needs_info(config) or gateway.hooks.after else None,
+                      queue=call.choice.queue)
     if mode == "none":
         try:
             gateway.replies.fire_and_forget(pending)
@@ -181,10 +246,12 @@ def dispatch(gateway: Gateway, call: Call) -> None:
     gateway.replies.start(pending)
 
 
-def build_steps(selector: NodeSelector) -> list[Step]:
+def build_steps(selector: NodeSelector, limiter: RateLimiter | None = None,
+                limits: RateLimitConfig = RateLimitConfig(), breakers: Breakers | None = None) -> list[Step]:
     """The order every request goes through, with the stateful steps built once."""
-    return [authenticate, parse, decode, refuse_when_draining, answer_builtin, resolve, authorize, validate,
-            SelectNode(selector), dispatch]
+    return [authenticate, parse, decode, refuse_when_draining, answer_builtin, resolve, authorize,
+            RateLimit(limiter, limits), validate, run_gateway_hooks, CheckBreaker(breakers),
+            SelectNode(selector, breakers), dispatch]
 
 
 def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:

@@ -20,12 +20,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workers.protocol import (
     CANCELLED,
     CLIENT_TOO_SLOW,
+    PERMISSION_DENIED,
     TIMED_OUT,
     UNAVAILABLE,
     TaskHeader,
@@ -43,14 +44,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("genapi.gateway")
 
 #: outcomes a worker produced; the others come from the gateway itself
-FROM_WORKER = frozenset({"result", "error", "last", "end"})
+FROM_WORKER = frozenset({"result", "error", "last", "end", "rejected"})
 
 
 @dataclass(frozen=True)
 class Outcome:
     """How a call ended.
 
-    ``kind``: ``result``, ``error``, ``last``, ``end`` (from the worker); ``timeout``,
+    ``kind``: ``result``, ``error``, ``last``, ``end``, ``rejected`` (a before hook or a
+    permission callback refused it; ``error`` is the client's message) from the worker; ``timeout``,
     ``lost`` (its worker died), ``cancelled``, ``disconnected``, ``draining``,
     ``dispatch_failed``, ``no_live_worker`` (a retry found none), ``slow_client``.
     """
@@ -59,6 +61,8 @@ class Outcome:
     data: Any = None
     error: str | None = None
     node: str | None = None
+    #: an ``error`` that is an exception the function did not mean to raise (breakers count it)
+    unexpected: bool = False
 
     @property
     def failed(self) -> bool:
@@ -84,6 +88,8 @@ def terminal_frame(pending: Pending, outcome: Outcome, detail_error: bool) -> di
         return response(request_id, success=True, is_async=True)
     if kind == "error":
         return error_frame(request_id, internal_error(outcome.error, detail_error))
+    if kind == "rejected":
+        return error_frame(request_id, outcome.error or PERMISSION_DENIED)
     if kind == "timeout":
         return error_frame(request_id, TIMED_OUT, can_retry=True)
     if kind == "cancelled":
@@ -110,6 +116,7 @@ class Replies:
             "error": self._final,
             "last": self._final,
             "end": self._final,
+            "rejected": self._final,
         }
 
     # ------------------------------------------------------------------ starting
@@ -162,6 +169,10 @@ class Replies:
             if self.table.get(ref) is not pending:
                 return  # it ended while waiting
             serving = self.gateway.cache.snapshot.nodes_for_task(pending.task)
+            breakers = self.gateway.breakers
+            if breakers is not None and breakers.views:
+                tripped = breakers.open_workers(pending.config.service)
+                serving = [node for node in serving if node.node_id not in tripped]
             choice = self.gateway.selector.for_retry(serving, same, avoid)
             if choice is None:
                 self.settle(pending, Outcome("no_live_worker"))
@@ -202,8 +213,18 @@ class Replies:
         self.settle(pending, Outcome("slow_client", node=message.get("node")))
 
     def _final(self, pending: Pending, message: dict) -> None:
-        self.settle(pending, Outcome(message["type"], data=message.get("data"), error=message.get("error"),
-                                     node=message.get("node")))
+        outcome = Outcome(message["type"], data=message.get("data"), error=message.get("error"),
+                          node=message.get("node"), unexpected=bool(message.get("unexpected")))
+        if outcome.kind == "result" and self.gateway.hooks.after:
+            # the gateway's after hooks may take their time: never on the reply listener
+            threading.Thread(target=self._after_hooks, args=(pending, outcome), daemon=True,
+                             name="genapi-after-hooks").start()
+            return
+        self.settle(pending, outcome)
+
+    def _after_hooks(self, pending: Pending, outcome: Outcome) -> None:
+        data = self.gateway.hooks.run_after(pending.info or {}, outcome.data)
+        self.settle(pending, replace(outcome, data=data))
 
     # ------------------------------------------------------------------ ending
 

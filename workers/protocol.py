@@ -15,6 +15,7 @@ PERMISSION_DENIED = "Permission denied"
 UNAVAILABLE = "Service temporarily unavailable"
 TIMED_OUT = "Request timed out"
 INTERNAL_ERROR = "Internal Server Error"
+RATE_LIMIT_UNAVAILABLE = "Rate limit service unavailable"
 #: Not in the original's catalogue: the client cancelled an async call (``gateway.cancel``).
 CANCELLED = "Request cancelled"
 #: Not in the original's catalogue: the client reads slower than its stream produces.
@@ -38,6 +39,10 @@ def unsupported_function(request_type: str, version: str | None) -> str:
 
 def disabled_function(request_type: str, version: str) -> str:
     return f"disabled function: {request_type} version {version}"
+
+
+def rate_limited(retry_after_s: int) -> str:
+    return f"Rate limit exceeded. Please retry after {retry_after_s} seconds."
 
 
 def invalid_arguments(detail: str) -> str:
@@ -112,7 +117,9 @@ class Keys:
         #: sorted set of failed-config entries (JSON) scored by expiry ms; and its id counter
         self.failed = f"{prefix}failed"
         self.failed_seq = f"{prefix}failed:seq"
-        #: hash of runtime settings an operator changed (``detail_error``)
+        #: breaker names that have state (``service:S``, ``worker:S:NODE``); one hash each
+        self.breakers = f"{prefix}breakers"
+        #: hash of runtime settings an operator changed (``detail_error``, ``rate_limits``)
         self.runtime = f"{prefix}runtime"
         #: pull mode: hash service -> last pulled config_version; hash of counters; schedule
         self.pull_versions = f"{prefix}pull:versions"
@@ -120,6 +127,15 @@ class Keys:
         self.pull_state = f"{prefix}pull:state"
         #: set of services a forced pull asked for (``*``: every configured one)
         self.pull_force = f"{prefix}pull:force"
+
+    def breaker(self, name: str) -> str:
+        """A circuit breaker's state: ``failures``, ``opened_until_ms``, ``trial_until_ms``."""
+        return f"{self.prefix}breaker:{name}"
+
+    @property
+    def rate_limits(self) -> str:
+        """The prefix of the rate limiter's buckets (the ``limits`` library's keys)."""
+        return f"{self.prefix}ratelimit"
 
     def lease(self, name: str) -> str:
         """A short lock that lets one gateway process do shared periodic work."""
@@ -227,9 +243,19 @@ def reply_result(ref: str, result: Any, node: str | None = None) -> dict:
     return _reply("result", ref, node, data=result)
 
 
-def reply_error(ref: str, detail: str, node: str | None = None) -> dict:
-    """The function raised, or a stream ended with an error."""
+def reply_error(ref: str, detail: str, node: str | None = None, unexpected: bool = False) -> dict:
+    """The function raised, or a stream ended with an error. ``unexpected``: an exception
+    other than ``GenApiError`` (a deliberate error result), which breakers count."""
+    if unexpected:
+        return _reply("error", ref, node, error=detail, unexpected=True)
     return _reply("error", ref, node, error=detail)
+
+
+def reply_rejected(ref: str, error: str, node: str | None = None) -> dict:
+    """The worker refused the call before running it (a before hook, a permission
+    callback); ``error`` is the client's whole message. Never retried, never a breaker
+    failure."""
+    return _reply("rejected", ref, node, error=error)
 
 
 def reply_started(ref: str, node_id: str) -> dict:

@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from . import pushconfig
+from . import hooks, pushconfig
 from .argtypes import convert
 from .backoff import backoff_ms
 from .errors import GenApiError
@@ -29,10 +29,12 @@ from .funconfig import FunConfig
 from .genapi import Function, GenApi
 from .protocol import (
     DESCRIBE_TASK,
+    PERMISSION_DENIED,
     Keys,
     TaskHeader,
     encode,
     reply_error,
+    reply_rejected,
     reply_result,
     reply_started,
 )
@@ -83,12 +85,18 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+#: what a ``request_info=True`` function gets (PRODUCT.md); hooks and permission callbacks
+#: also get the service, request type and version
+FUNCTION_INFO = ("request_id", "user_id", "device_id", "roles", "stream")
+
+
 def invoke(function: Function, args: dict, request_info: dict | None) -> Any:
     """Run the function with the call arguments (and ``request_info=`` if configured)."""
     config = function.config
     positional = call_arguments(config, args)
     if config.request_info:
-        return function.func(*positional, request_info=request_info or {})
+        info = request_info or {}
+        return function.func(*positional, request_info={k: info[k] for k in FUNCTION_INFO if k in info})
     return function.func(*positional)
 
 
@@ -100,25 +108,75 @@ def _outcome(function: Function, args: dict, header: TaskHeader, node: str) -> d
         return reply_error(header.ref, describe_exception(exc), node)
     except Exception as exc:
         log.exception("%s raised", function.config.task_name)
-        return reply_error(header.ref, describe_exception(exc), node)
+        return reply_error(header.ref, describe_exception(exc), node, unexpected=True)
 
 
-def run_call(function: Function, args: dict, header: TaskHeader, node: str, replier: Replier) -> None:
+class Guards:
+    """A function's ``before_execute``, ``permission_callback`` and ``after_execute``,
+    loaded once when its task is registered."""
+
+    def __init__(self, config: FunConfig) -> None:
+        self.name = config.task_name
+        self.timeout_ms = config.hook_timeout
+        self.before = hooks.resolve(config.before_execute)
+        self.after = hooks.resolve(config.after_execute)
+        callback = hooks.resolve(config.permission_callback)
+        self.callback = callback[0] if callback else None
+
+    def __bool__(self) -> bool:
+        return bool(self.before or self.after or self.callback)
+
+    def admit(self, info: dict, args: dict) -> dict:
+        """The before hook, then the permission callback: the arguments to run with, or
+        :class:`~workers.hooks.Rejection` carrying the client's message."""
+        if self.before is not None:
+            args = hooks.before(self.before, info, args, self.timeout_ms, self.name)
+        if self.callback is not None and not hooks.permitted(self.callback, info, args, self.timeout_ms, self.name):
+            raise hooks.Rejection(PERMISSION_DENIED)
+        return args
+
+    def finish(self, info: dict, message: dict) -> dict:
+        """The after hook replaces a successful result."""
+        if self.after is not None and message["type"] == "result":
+            message = dict(message, data=hooks.after(self.after, info, message["data"], self.timeout_ms, self.name))
+        return message
+
+
+def run_call(function: Function, args: dict, header: TaskHeader, node: str, replier: Replier,
+             guards: Guards | None = None) -> None:
     """A sync, async or none call. A ``none`` call retries here (nobody else hears of its
     failure), with the original's backoff; the others are retried by the gateway."""
+    info = header.info or {}
+    if guards:
+        try:
+            args = guards.admit(info, args)
+        except hooks.Rejection as rejection:
+            log.info("%s: refused before running: %s", function.config.task_name, rejection)
+            if header.reply:
+                replier.send(header.reply, reply_rejected(header.ref, str(rejection), node))
+            return
     message = _outcome(function, args, header, node)
     remaining = header.retries if header.reply is None else 0
     while message["type"] == "error" and remaining > 0:
         time.sleep(backoff_ms(remaining) / 1000)
         remaining -= 1
         message = _outcome(function, args, header, node)
+    if guards:
+        message = guards.finish(info, message)
     if header.reply:
         replier.send(header.reply, message)
 
 
 def run_stream(function: Function, args: dict, header: TaskHeader, node: str, task_id: str,
-               replier: Replier) -> None:
-    """A stream: chunks and one end, until done, cancelled or past the deadline."""
+               replier: Replier, guards: Guards | None = None) -> None:
+    """A stream: chunks and one end, until done, cancelled or past the deadline. Its
+    before hook and permission callback run first; an after hook does not apply to chunks."""
+    if guards:
+        try:
+            args = guards.admit(header.info or {}, args)
+        except hooks.Rejection as rejection:
+            replier.send(header.reply, reply_rejected(header.ref, str(rejection), node))
+            return
     cancel = threading.Event()
     watcher = CancelWatcher(replier.client, replier.keys.cancel_channel(task_id), cancel)
     if replier.cancelled(task_id):  # cancelled before we subscribed
@@ -153,6 +211,7 @@ def _stop_when_done(handle: StreamHandle, watcher: CancelWatcher) -> None:
 def make_task(app: Celery, function: Function, replier: Replier) -> Callable:
     """Register the Celery task that serves ``function`` on ``app``."""
     config = function.config
+    guards = Guards(config)
 
     def run(task, **args: Any) -> Any:
         raw = getattr(task.request, TaskHeader.HEADER, None)
@@ -169,9 +228,9 @@ def make_task(app: Celery, function: Function, replier: Replier) -> Callable:
         if header.track and header.reply:  # the gateway learns which worker runs it
             replier.send(header.reply, reply_started(header.ref, node))
         if header.mode == "stream" and header.reply:
-            run_stream(function, args, header, node, task.request.id, replier)
+            run_stream(function, args, header, node, task.request.id, replier, guards)
         else:
-            run_call(function, args, header, node, replier)
+            run_call(function, args, header, node, replier, guards)
         return None
 
     run.__name__ = function.func.__name__

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from .allowlist import Allowlist
+from .policy_config import BreakerConfig, PolicyConfigError, RateLimitConfig
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,21 @@ def _service_configs(env: Mapping[str, str]) -> tuple[str, ...]:
     return _names(env, "GENAPI_SERVICE_CONFIGS")
 
 
+def _policy(env: Mapping[str, str], name: str, parse):
+    """A JSON policy setting (``GENAPI_RATE_LIMITS``, ``GENAPI_BREAKERS``), or ``None``."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} is not valid JSON ({exc})") from None
+    try:
+        return parse(data)
+    except PolicyConfigError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
 #: Admin actions that need their name in ``GENAPI_ADMIN_ACTIONS`` besides the admin token
 #: (reference §13.1): the sensitive ones. Listing, enabling, disabling, deleting and
 #: resetting a rate limit need the token only. The original's tracing actions are accepted
@@ -160,6 +176,17 @@ class Settings:
     registry_retention: float = 86400.0
     #: bytes of frames one connection may have waiting to be written
     outbound_queue_bytes: int = 8 * 1024 * 1024
+    #: ``GENAPI_RATE_LIMITS`` (none by default: costs nothing); operators may replace it at runtime
+    rate_limits: RateLimitConfig = RateLimitConfig()
+    #: the Redis the rate limiter keeps its windows in (``None``: ``redis_url``)
+    rate_limit_redis_url: str | None = None
+    #: a header set by a trusted reverse proxy carrying the client address (its last entry)
+    trusted_proxy_header: str | None = None
+    breakers: BreakerConfig = BreakerConfig()
+    #: gateway-level hooks (``module:function``), run around every call
+    before_execute: tuple[str, ...] = ()
+    after_execute: tuple[str, ...] = ()
+    hook_timeout_ms: int = 5000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -207,6 +234,14 @@ class Settings:
             registry_retention=_duration(env, "GENAPI_REGISTRY_RETENTION", 86400.0, 1.0, 365 * 86400),
             outbound_queue_bytes=_integer(env, "GENAPI_OUTBOUND_QUEUE_BYTES", cls.outbound_queue_bytes, 65536,
                                           1024 * 1024 * 1024),
+            rate_limits=_policy(env, "GENAPI_RATE_LIMITS", RateLimitConfig.parse) or cls.rate_limits,
+            rate_limit_redis_url=(_url(env, "GENAPI_RATE_LIMIT_REDIS_URL", redis_url, ("redis", "rediss", "unix"))
+                                  if env.get("GENAPI_RATE_LIMIT_REDIS_URL") else None),
+            trusted_proxy_header=(env.get("GENAPI_TRUSTED_PROXY_HEADER") or "").strip() or None,
+            breakers=_policy(env, "GENAPI_BREAKERS", BreakerConfig.parse) or cls.breakers,
+            before_execute=_names(env, "GENAPI_BEFORE_EXECUTE"),
+            after_execute=_names(env, "GENAPI_AFTER_EXECUTE"),
+            hook_timeout_ms=_integer(env, "GENAPI_HOOK_TIMEOUT_MS", cls.hook_timeout_ms, 1, 300_000),
         )
 
     @property

@@ -69,5 +69,5 @@ def test_arg_with_args_none_is_satisfiable_by_authenticated():
 
 @pytest.mark.parametrize("mode", [False, "any_authenticated", {"role": ["admin"]}, {"arg": "user_id"}])
 @pytest.mark.parametrize("identity", [None, ADMIN])
-def test_permission_callback_fails_closed(mode, identity):
-    assert allowed(cfg(mode, permission_callback="pkg.perm:check"), identity, {"user_id": "root"}) is False
+def test_a_permission_callback_replaces_check_permission_and_is_left_to_the_worker(mode, identity):
+    assert allowed(cfg(mode, permission_callback="pkg.perm:check"), identity, {"user_id": "root"}) is True

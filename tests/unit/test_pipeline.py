@@ -11,6 +11,7 @@ from gateway_app import pipeline
 from gateway_app.auth import Identity
 from gateway_app.cache import Snapshot
 from gateway_app.deliveries import Deliveries, Handle
+from gateway_app.hooks import GatewayHooks
 from gateway_app.replies import Replies
 from gateway_app.selection import NodeSelector
 from workers.funconfig import load_funconfig
@@ -23,6 +24,7 @@ class StubConnection:
     def __init__(self, identity=Identity("alice", ("admin",)), public=False):
         self.identity = identity
         self.public = public
+        self.address = "127.0.0.1"
         self.open = True
         self.calls: dict = {}
         self.frames: list[dict] = []
@@ -63,7 +65,7 @@ def make_gateway(configs, nodes=None, dispatcher=None, listening=True):
         settings=Settings(), steps=pipeline.build_steps(NodeSelector(None, Keys())), deliveries=Deliveries(),
         cache=SimpleNamespace(snapshot=Snapshot(functions, nodes)),
         dispatcher=dispatcher or RecordingDispatcher(), reply_channel="genapi:reply:test",
-        listening=listening, draining=False, detail_error=False)
+        listening=listening, draining=False, detail_error=False, hooks=GatewayHooks(5000), breakers=None)
     gateway.replies = Replies(gateway)
     return gateway
 
@@ -90,7 +92,8 @@ def test_request_info_carries_the_session_identity_not_the_payload():
     gateway, conn = make_gateway([config(request_info=True)]), StubConnection(Identity("alice", ("ops",), "d1"))
     pipeline.run(gateway, conn, frame(user_id="mallory", user_roles=["root"]))
     info = gateway.dispatcher.sent[0][4]["info"]
-    assert info == {"request_id": "r", "user_id": "alice", "device_id": "d1", "roles": ["ops"]}
+    assert info == {"request_id": "r", "user_id": "alice", "device_id": "d1", "roles": ["ops"],
+                    "service": "svc", "request_type": "add", "version": None}
 
 
 def test_async_call_is_acknowledged_before_dispatch():

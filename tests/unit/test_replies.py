@@ -14,6 +14,7 @@ import pytest
 
 from gateway_app.cache import Snapshot
 from gateway_app.deliveries import Deliveries, Handle, Pending, call_key
+from gateway_app.hooks import GatewayHooks
 from gateway_app.replies import Outcome, Replies, terminal_frame
 from gateway_app.retry import Retry
 from workers.funconfig import load_funconfig
@@ -53,7 +54,8 @@ class RecordingDispatcher:
 def make_gateway(detail_error: bool = False) -> SimpleNamespace:
     gateway = SimpleNamespace(deliveries=Deliveries(), detail_error=detail_error,
                               cache=SimpleNamespace(snapshot=Snapshot({}, {})), dispatcher=RecordingDispatcher(),
-                              reply_channel="genapi:reply:test", cancelled=[])
+                              reply_channel="genapi:reply:test", cancelled=[], hooks=GatewayHooks(5000),
+                              breakers=None)
     gateway.cancel_remote = gateway.cancelled.append
     gateway.replies = Replies(gateway)
     return gateway

@@ -1,0 +1,99 @@
+"""Operator views and changes of the policies: rate limits, breakers, the worker pool.
+
+``genapi rl-status|rl-global|rl-config|pool-status``, ``genapi admin reset-rate-limit|
+set-rate-limits`` and the ``/admin/rate-limits`` and ``/admin/pool`` endpoints all call
+these methods, so the CLI's ``--json`` prints exactly what the API returns. They work on
+Redis directly; every gateway sees a change within its next registry refresh (at once,
+through the events channel).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from workers.policy_config import RateLimitConfig
+from workers.protocol import Keys, direct_queue, service_queue
+from workers.registry import Registry
+from workers.settings import Settings
+
+from . import breakers, ratelimit
+from .ratelimit import RateLimiter
+
+
+class PolicyAdmin:
+    """Rate limits and breakers as every gateway shares them."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+        self.client = client
+        self.keys = keys
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_limit_redis_url or settings.redis_url, keys,
+                                   settings.rate_limits.timeout_ms)
+
+    # ------------------------------------------------------------------ rate limits
+
+    def _current(self) -> tuple[RateLimitConfig, str]:
+        raw = self.client.hget(self.keys.runtime, ratelimit.RUNTIME_FIELD)
+        return ratelimit.current(self.settings.rate_limits, raw.decode() if raw is not None else None)
+
+    def rate_limit_config(self) -> dict:
+        """The limits in force and where they come from (``settings`` or ``runtime``)."""
+        return ratelimit.describe(*self._current())
+
+    def global_limits(self) -> list[dict]:
+        return [limit.to_json() for limit in self._current()[0].global_limits]
+
+    def set_rate_limits(self, changes: Any) -> dict:
+        """Replace the given keys of the limits in force, on every gateway, until cleared."""
+        config = RateLimitConfig.parse(changes, base=self._current()[0])  # PolicyConfigError is a ValueError
+        ratelimit.store_runtime(self.client, self.keys, config)
+        return ratelimit.describe(config, "runtime")
+
+    def clear_rate_limits(self) -> dict:
+        """Back to ``GENAPI_RATE_LIMITS`` on every gateway."""
+        ratelimit.store_runtime(self.client, self.keys, None)
+        return ratelimit.describe(self.settings.rate_limits, "settings")
+
+    def rate_limit_status(self, key: str, service: str | None = None, request_type: str | None = None,
+                          key_type: str | None = None) -> list[dict]:
+        service, request_type = ratelimit.scope_of(service, request_type)
+        return self.limiter.status(self._current()[0], key, service, request_type, key_type)
+
+    def reset_rate_limit(self, key: str, service: str | None = None, request_type: str | None = None,
+                         key_type: str | None = None) -> dict:
+        service, request_type = ratelimit.scope_of(service, request_type)
+        count = self.limiter.reset(self._current()[0], key, service, request_type, key_type)
+        return {"key": key, "scope": "global" if service is None else f"{service}.{request_type}",
+                "key_type": key_type, "reset": count}
+
+    # ------------------------------------------------------------------ the pool
+
+    def pool_status(self) -> dict:
+        """Breakers, live workers and queue lengths (the original's pool status, in Celery terms)."""
+        states = breakers.Breakers(self.client, self.keys, self.settings.breakers).states()
+        _, nodes = Registry(self.client, self.keys).load_nodes()
+        broker = self._broker()
+        services: dict[str, dict] = {}
+        workers: dict[str, dict] = {}
+        for node_id, node in sorted(nodes.items()):
+            for service in sorted(node.services):
+                services.setdefault(service, {"workers": [], "queue_length": _length(broker, service_queue(service))})
+                services[service]["workers"].append(node_id)
+            workers[node_id] = {"services": sorted(node.services), "draining": node.draining,
+                                "queue_length": _length(broker, node.queue or direct_queue(node_id))}
+        return {"breakers": breakers.describe(states), "config": self.settings.breakers.to_json(),
+                "services": services, "workers": workers}
+
+    def _broker(self) -> redis.Redis | None:
+        url = self.settings.broker_url
+        if url == self.settings.redis_url:
+            return self.client
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+        return None  # AMQP: queue lengths are the broker's own business (rabbitmqctl, its UI)
+
+
+def _length(broker: redis.Redis | None, queue: str) -> int | None:
+    return None if broker is None else int(broker.llen(queue))
