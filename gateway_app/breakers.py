@@ -29,7 +29,6 @@ rather than one trial.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -290,12 +289,3 @@ def describe(states: dict[str, dict], now_ms: int | None = None) -> list[dict]:
             "failures": state.get("failures", 0), "opened_until_ms": opened or None,
         })
     return listing
-
-
-def parse_event(data: bytes) -> dict | None:
-    """A registry-channel message that is a breaker event, decoded; else ``None``."""
-    try:
-        event = json.loads(data)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) and event.get("event") == "breaker" else None

@@ -192,7 +192,7 @@ def run_stream(function: Function, args: dict, header: TaskHeader, node: str, ta
         handle.error(describe_exception(exc))
     except Exception as exc:
         log.exception("%s raised", function.config.task_name)
-        handle.error(describe_exception(exc))
+        handle.error(describe_exception(exc), unexpected=True)
     if handle.ended:  # a handle-driven stream may go on after the function returns
         handle.wait(5)
         watcher.stop()

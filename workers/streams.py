@@ -108,9 +108,11 @@ class StreamHandle:
         """End the stream without a last chunk."""
         return self._end(("end", None))
 
-    def error(self, reason: Any) -> bool:
-        """End the stream with an error (``Internal Server Error``, with detail if enabled)."""
-        return self._end(("error", str(reason)))
+    def error(self, reason: Any, unexpected: bool = False) -> bool:
+        """End the stream with an error (``Internal Server Error``, with detail if enabled).
+        ``unexpected``: it comes from an exception the function did not mean to raise
+        (the gateway's breakers count those; a deliberate error they do not)."""
+        return self._end(("error", (str(reason), unexpected)))
 
     def _end(self, item: tuple) -> bool:
         with self._lock:
@@ -187,7 +189,8 @@ class StreamHandle:
         elif kind == "end":
             self._publish_message(reply_end(self.ref, self.node))
         else:
-            self._publish_message(reply_error(self.ref, data, self.node))
+            reason, unexpected = data
+            self._publish_message(reply_error(self.ref, reason, self.node, unexpected))
 
     def _publish_message(self, message: dict) -> bool:
         try:
@@ -220,4 +223,4 @@ def pump(generator: Generator, handle: StreamHandle, describe) -> None:
         handle.error(describe(exc))
     except Exception as exc:
         log.exception("stream %s raised", handle.ref)
-        handle.error(describe(exc))
+        handle.error(describe(exc), unexpected=True)

@@ -245,7 +245,8 @@ def test_pump_ends_the_stream_with_the_error_a_generator_raised(publisher, open_
     pump(produce(), handle, describe)
     assert handle.wait(WAIT)
     assert publisher.chunks() == [1]
-    assert publisher.terminal() == [{"ref": REF, "type": "error", "node": NODE, "error": "described: 'missing'"}]
+    assert publisher.terminal() == [{"ref": REF, "type": "error", "node": NODE, "error": "described: 'missing'",
+                                     "unexpected": True}]  # an exception, not a deliberate error: breakers count it
 
 
 def test_a_cancel_closes_the_generator_and_sends_no_end(publisher, open_handle):
