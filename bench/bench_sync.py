@@ -2,13 +2,18 @@
 """Sync-call benchmark: the gateway against plain Celery, in one run, on one machine.
 
     python bench/bench_sync.py [--requests N] [--clients 50] [--pool prefork] [--concurrency N] [--pin]
+                               [--no-old-floor] [--no-modes] [--no-policies]
 
 One fresh ``redis-server`` (free port, temp dir) is started, and on it:
 
 - the floor, plain Celery as a user runs it: ``python -m celery -A bench.plain_celery worker
   -P solo``, a minimal app of its own (``bench/plain_celery.py``: JSON, Redis broker and
   result backend on database 1, Celery's defaults otherwise, no task events, no GenApi code);
-- ``genapi worker bench.bench_service`` (task events on) and ``genapi gateway`` on database 0.
+- ``genapi worker bench.bench_service`` (task events on) and ``genapi gateway`` on database 0;
+- a second ``genapi gateway`` (same worker, same Redis) with policies on: ``GENAPI_RATE_LIMITS``
+  a global ``user_id`` limit too high to refuse anything in a run (:data:`POLICY_RATE_LIMITS`),
+  ``GENAPI_BREAKERS`` unset, i.e. breakers on (the default, as in the first gateway).
+  ``--no-policies`` does not start it.
 
 Every process is stopped by PID at the end. The callers are of the same style on both sides:
 threads with blocking clients. Then:
@@ -22,7 +27,9 @@ threads with blocking clients. Then:
     a real WebSocket with the blocking ``websockets.sync`` client: sequential on one
     connection, then ``--clients`` threads, each with its own connection and one request at
     a time; and, for reference, (c0) the gateway's built-in ``ping`` (the WebSocket hop
-    alone, no Celery).
+    alone, no Celery);
+(p) the same sync call as (c) through the second gateway, the one with the global rate limit
+    (one Redis script call per call) and breakers on, measured exactly as (c).
 
 The rows of the response modes and node selection (issue 6; ``--no-modes`` skips them) run
 after those, against the same stack:
@@ -38,17 +45,19 @@ after those, against the same stack:
     alternating in ``--rounds`` rounds; p50 against the floor's sequential p50 (b).
 
 It prints p50, p99 and throughput of each, the ratios (c)/(b) against the targets (p50
-ratio <= 1.2, throughput ratio >= 1.0), the CPU each process spends per call, the Redis
-commands per call, the queue's length, and where a sequential round trip's time goes (legs
-timed with the wall clock the worker returns). Sequential and concurrent phases of (b),
-(b-old) and (c) alternate in ``--rounds`` rounds so drift hits all. ``--pin`` fixes the CPU
-placement (see docs/performance.md: on a 2-core VM it decides the solo worker's throughput).
+ratio <= 1.2, throughput ratio >= 1.0) and (p)/(b) next to them, the CPU each process spends
+per call, the Redis commands per call, the queue's length, and where a sequential round
+trip's time goes (legs timed with the wall clock the worker returns). Sequential and
+concurrent phases of (b), (b-old), (c) and (p) alternate in ``--rounds`` rounds so drift hits
+all. ``--pin`` fixes the CPU placement (see docs/performance.md: on a 2-core VM it decides the
+solo worker's throughput).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import platform
 import shutil
@@ -94,19 +103,24 @@ PLAIN_URL_ENV = "BENCH_PLAIN_CELERY_URL"  # read by bench/plain_celery.py: its b
 MODE_KEY_SPACE = 100  # the selection rows send value % 100: sticky and hash keys are used again, as user ids are
 MODE_WARMUP = 100  # warm-up calls of each selection row (>= MODE_KEY_SPACE: every sticky key is placed before)
 STREAM_WARM_CHUNKS = 2000  # one unmeasured stream first
+POLICY_LIMIT = 100_000_000  # (p): calls per window of the global limit, far more than a run makes
+POLICY_RATE_LIMITS = {"global_limits": [{"key": "user_id", "max_requests": POLICY_LIMIT, "window_ms": 60000}]}
+PIN_ROLE = {"redis": "redis", "plain worker": "worker", "worker": "worker", "gateway": "gateway",
+            "policy gateway": "gateway"}  # --pin: the layout entry each process follows
 
 
 # ---------------------------------------------------------------------------- the stack
 
 
 class Stack:
-    """redis-server, the plain Celery worker, the genapi worker and one gateway; stopped by PID
-    in :meth:`stop`."""
+    """redis-server, the plain Celery worker, the genapi worker, one gateway and (``policies``)
+    a second gateway with the rate limit of (p); stopped by PID in :meth:`stop`."""
 
     def __init__(self, workdir: Path, pool: str, concurrency: int, gateway_workers: int,
-                 outbound_queue_bytes: int | None = None) -> None:
+                 outbound_queue_bytes: int | None = None, policies: bool = False) -> None:
         self.workdir = workdir
         self.outbound_queue_bytes = outbound_queue_bytes
+        self.policies = policies
         self.worker_options = ["-P", pool] + ([] if pool == "solo" or concurrency is None else ["-c", str(concurrency)])
         self.plain_argv = [sys.executable, "-m", "celery", "-A", PLAIN_MODULE, "worker", "-P", "solo",
                            "-l", "warning", "-n", "plain@%h"]
@@ -114,7 +128,8 @@ class Stack:
         self.started: list[tuple[str, subprocess.Popen]] = []
         self.redis_port = processes.free_port()
         self.gateway_port = processes.free_port()
-        if 6379 in (self.redis_port, self.gateway_port):
+        self.policy_port = processes.free_port() if policies else None
+        if 6379 in (self.redis_port, self.gateway_port, self.policy_port):
             raise SystemExit("bench: refusing to use port 6379 (the machine's own Redis); run again")
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.plain_url = f"redis://127.0.0.1:{self.redis_port}/{PLAIN_DB}"
@@ -147,32 +162,50 @@ class Stack:
         self.plain_worker = self._spawn("plain worker", self.plain_argv, self.plain_env())
         self.worker = self._spawn("worker", [sys.executable, "-m", "gateway_app", "worker", "bench.bench_service",
                                              *self.worker_options], self.env())
-        gateway_env = self.env()
-        if self.outbound_queue_bytes is not None:  # else the product's default
-            gateway_env["GENAPI_OUTBOUND_QUEUE_BYTES"] = str(self.outbound_queue_bytes)
-        self.gateway = self._spawn("gateway", [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1",
-                                               "--port", str(self.gateway_port),
-                                               "--workers", str(self.gateway_workers)], gateway_env)
+        self.gateway = self._spawn_gateway("gateway", self.gateway_port, self.gateway_env())
+        if self.policies:
+            self.policy_gateway = self._spawn_gateway("policy gateway", self.policy_port, self.policy_env())
         # the bench's own client of the plain app: the same module, the same URL from the environment
         os.environ[PLAIN_URL_ENV] = self.plain_url
         self.plain = importlib.import_module(PLAIN_MODULE)
-        deadline = time.monotonic() + 60
-        while not self.gateway_serves():  # a real call through the gateway comes back from the worker
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no echo call through the gateway succeeded within 60 s; see {self.workdir}")
-            time.sleep(0.2)
+        self.wait_serving(self.ws_url(), "the gateway")
+        if self.policies:
+            self.wait_serving(self.policy_ws_url(), "the policy gateway")
         processes.wait_until(lambda: self.plain.app.control.ping(timeout=0.5), 60, "the plain Celery worker",
                              self.plain_worker)
+
+    def gateway_env(self) -> dict:
+        """The first gateway's: GENAPI_BREAKERS unset (breakers on, the default), no rate limits."""
+        env = self.env()
+        if self.outbound_queue_bytes is not None:  # else the product's default
+            env["GENAPI_OUTBOUND_QUEUE_BYTES"] = str(self.outbound_queue_bytes)
+        return env
+
+    def policy_env(self) -> dict:
+        """The policy gateway's: the first gateway's plus the global rate limit of (p)."""
+        return self.gateway_env() | {"GENAPI_RATE_LIMITS": json.dumps(POLICY_RATE_LIMITS)}
+
+    def _spawn_gateway(self, name: str, port: int, env: dict) -> subprocess.Popen:
+        return self._spawn(name, [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1",
+                                  "--port", str(port), "--workers", str(self.gateway_workers)], env)
+
+    def wait_serving(self, url: str, what: str) -> None:
+        """Until a real echo call through the gateway at ``url`` comes back from the worker."""
+        deadline = time.monotonic() + 60
+        while not self.gateway_serves(url):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no echo call through {what} succeeded within 60 s; see {self.workdir}")
+            time.sleep(0.2)
 
     def check_alive(self) -> None:
         for name, process in self.started:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.workdir}")
 
-    def gateway_serves(self) -> bool:
+    def gateway_serves(self, url: str) -> bool:
         try:
-            with WsCaller(self.ws_url(), bench_service.SERVICE, None).session() as call:
+            with WsCaller(url, bench_service.SERVICE, None).session() as call:
                 return call(1)
         except Exception:
             return False
@@ -184,8 +217,12 @@ class Stack:
         for _, process in reversed(self.started):
             processes.stop(process)
 
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.gateway_port}/ws?token={mint_token(SECRET, 'bench', ['bench'])}"
+    def ws_url(self, port: int | None = None) -> str:
+        """The first gateway's WebSocket URL (or the one on ``port``); the token's user id is ``bench``."""
+        return f"ws://127.0.0.1:{port or self.gateway_port}/ws?token={mint_token(SECRET, 'bench', ['bench'])}"
+
+    def policy_ws_url(self) -> str:
+        return self.ws_url(self.policy_port)
 
 
 # ---------------------------------------------------------------------------- (a) Redis
@@ -244,7 +281,12 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
     print(f"gateway's worker: genapi worker bench.bench_service {' '.join(stack.worker_options)} (events on: -E)   "
           f"gateway: gunicorn -k gevent --workers {stack.gateway_workers}"
           + (f", GENAPI_OUTBOUND_QUEUE_BYTES={stack.outbound_queue_bytes}"
-             if stack.outbound_queue_bytes is not None else ""))
+             if stack.outbound_queue_bytes is not None else "")
+          + ", GENAPI_BREAKERS unset (breakers on, the default), no rate limits")
+    if stack.policies:
+        print(f"policy gateway (p): the same, a second process, plus "
+              f"GENAPI_RATE_LIMITS='{json.dumps(POLICY_RATE_LIMITS)}' (never refuses in a run); "
+              f"GENAPI_BREAKERS unset: breakers on")
     print(f"callers: threads with blocking clients (Celery: apply_async().get(); gateway: websockets.sync, "
           f"ws compression {args.ws_compression})   rounds: {args.rounds}   "
           f"placement: {'pinned ' + args.pin if args.pin else 'unpinned'}")
@@ -262,6 +304,8 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
         (f"(b-old) old floor: task on genapi worker (-E), {n} thr.", "old_conc"),
         ("(c) gateway sync call over WebSocket, sequential", "c_seq"),
         (f"(c) gateway sync call over WebSocket, {n} clients", "c_conc"),
+        ("(p) gateway + global rate limit + breakers on, seq.", "p_seq"),
+        (f"(p) gateway + global rate limit + breakers on, {n} cl.", "p_conc"),
     ]
     rows += [("(d) async echo: send -> ack frame, sequential", "async_ack"),
              ("(d) async echo: send -> final frame, sequential", "async_final")]
@@ -283,6 +327,8 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
         print(f"(for reference, against the old floor (b-old): p50 ratio "
               f"{c_seq.percentile(50) / phases['old_seq'].percentile(50):.2f}, throughput ratio "
               f"{c_conc.throughput / phases['old_conc'].throughput:.2f})")
+    if "p_seq" in phases:
+        print_policies(args, phases)
     print_modes(args, phases, b_seq)
 
     print()
@@ -295,16 +341,17 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
     costs = rows[1:] + ([("(s) stream, per CHUNK", phases["stream"])] if "stream" in phases else [])
     costs = [(label, phase) for label, phase in costs if phase.name != "async_ack"]  # its costs are the final's
     for label, phase in costs:
-        per = [phase.cpu.get(c, 0.0) * 1e3 / max(phase.per, 1) for c in components]
-        cores = sum(phase.cpu.get(c, 0.0) for c in components) / phase.elapsed if phase.elapsed else float("nan")
+        per = [cpu_of(phase, c) * 1e3 / max(phase.per, 1) for c in components]
+        cores = sum(cpu_of(phase, c) for c in components) / phase.elapsed if phase.elapsed else float("nan")
         depth = sum(phase.queue_depth) / len(phase.queue_depth) if phase.queue_depth else float("nan")
         print(f"{label:{width}} " + " ".join(f"{v:>8.3f}" for v in per)
               + f" {sum(per):>7.3f} {cores:>6.2f} {depth:>6.1f}")
-    print(f"(plain-w: the plain Celery worker, serves (b); genapi-w: genapi worker, serves (b-old) and (c);\n"
+    print(f"(plain-w: the plain Celery worker, serves (b); genapi-w: genapi worker, serves (b-old), (c) and (p);\n"
+          f" gateway: both gateway processes, (c)'s and (p)'s (the one not called idles: ~0);\n"
           f" other: the rest of the machine, processes and interrupts — ~0 (+-0.1, accounting noise) unless "
           f"something else runs;\n cores: all of it per second of wall time, of {os.cpu_count()}; "
           f"queue: mean length of the queue the calls go through, sampled every 20 ms:\n "
-          f"{PLAIN_QUEUE} in db {PLAIN_DB} for (b), {bench_service.QUEUE} in db 0 for (b-old), (c), (d), (s) and "
+          f"{PLAIN_QUEUE} in db {PLAIN_DB} for (b), {bench_service.QUEUE} in db 0 for (b-old), (c), (p), (d), (s) and "
           f"(m) any;\n not sampled (nan) for the other modes (m), whose tasks go to the worker's direct queue)")
 
     print()
@@ -325,6 +372,31 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
               "result back to the caller")
         print("  (c) legs: client send until the gateway dispatches | send_task + until the function starts | "
               "reply back to client")
+
+
+def cpu_of(phase: Phase, component: str) -> float:
+    """CPU seconds of one column of the cost table; ``gateway`` is both gateway processes."""
+    if component == "gateway":
+        return phase.cpu.get("gateway", 0.0) + phase.cpu.get("policy gateway", 0.0)
+    return phase.cpu.get(component, 0.0)
+
+
+def print_policies(args, phases: dict[str, Phase]) -> None:
+    """(p) next to (c): ratio_p50 (sequential p50) and ratio_tput (calls/s with ``--clients``)
+    against the floor (b), and the rate limit's script calls per call (none means not applied)."""
+    b_seq, b_conc = phases["b_seq"], phases["b_conc"]
+    print()
+    print(f"{'against the floor (b)':52} {'ratio_p50':>9} {'ratio_tput':>10}   (p50 sequential; calls/s, "
+          f"{args.clients} clients)")
+    for label, key in (("(c) gateway (breakers on, no rate limit)", "c"),
+                       ("(p) gateway + global rate limit + breakers on", "p")):
+        print(f"{label:52} {phases[f'{key}_seq'].percentile(50) / b_seq.percentile(50):>9.2f} "
+              f"{phases[f'{key}_conc'].throughput / b_conc.throughput:>10.2f}")
+    print(f"{'(p) against (c)':52} {phases['p_seq'].percentile(50) / phases['c_seq'].percentile(50):>9.2f} "
+          f"{phases['p_conc'].throughput / phases['c_conc'].throughput:>10.2f}")
+    scripts = ", ".join(f"({k[0]}) {k[2:]} {phases[k].commands.get('evalsha', 0) / max(phases[k].count, 1):.2f}"
+                        for k in ("c_seq", "c_conc", "p_seq", "p_conc"))
+    print(f"Redis script calls (EVALSHA) per call: {scripts}   (expected: 0 in (c), 1 in (p), the limit's)")
 
 
 def print_modes(args, phases: dict[str, Phase], b_seq: Phase) -> None:
@@ -369,7 +441,7 @@ def print_modes(args, phases: dict[str, Phase], b_seq: Phase) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5000,
-                        help="calls per measurement of (b), (b-old) and (c), sequential and concurrent; "
+                        help="calls per measurement of (b), (b-old), (c) and (p), sequential and concurrent; "
                              "(a) does 5x (default 5000)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent callers / connections (default 50)")
     parser.add_argument("--pool", default="prefork", choices=["solo", "threads", "prefork", "gevent", "eventlet"],
@@ -379,10 +451,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="genapi worker concurrency for pools other than solo (default: Celery's, the number "
                              "of CPUs)")
     parser.add_argument("--gateway-workers", type=int, default=1, help="gunicorn worker processes (default 1)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternate (b), (b-old) and (c) this many times "
-                                                              "(default 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternate (b), (b-old), (c) and (p) this many "
+                                                              "times (default 2)")
     parser.add_argument("--no-old-floor", dest="old_floor", action="store_false",
                         help="skip (b-old), the plain task on the genapi worker")
+    parser.add_argument("--no-policies", dest="policies", action="store_false",
+                        help="skip (p): do not start the second gateway, the one with a global rate limit "
+                             "(GENAPI_RATE_LIMITS) and breakers on")
     parser.add_argument("--no-modes", dest="modes", action="store_false",
                         help="skip the rows of the response modes and node selection: (s) stream, (d) async, "
                              "(m) each choose_node_mode")
@@ -473,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminated)
     workdir = Path(tempfile.mkdtemp(prefix="genapi-bench-"))
-    stack = Stack(workdir, args.pool, args.concurrency, args.gateway_workers, args.outbound_queue_bytes)
+    stack = Stack(workdir, args.pool, args.concurrency, args.gateway_workers, args.outbound_queue_bytes,
+                  args.policies)
     client = plain_client = old_app = profiler = None
     failed = True
     try:
@@ -484,11 +560,13 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         stack.start()
         print(f"stack up in {time.monotonic() - started:.1f}s: redis :{stack.redis_port}, "
-              f"gateway :{stack.gateway_port}, logs in {workdir}", flush=True)
+              f"gateway :{stack.gateway_port}"
+              + (f", policy gateway :{stack.policy_port}" if args.policies else "")
+              + f", logs in {workdir}", flush=True)
         groups = stack.groups()
         if args.pin:
-            for name in ("redis", "plain worker", "worker", "gateway"):
-                pin(group_tasks(groups[name]), args.layout[name.removeprefix("plain ")])
+            for name, pgid in groups.items():  # the policy gateway shares the gateway's CPU
+                pin(group_tasks(pgid), args.layout[PIN_ROLE[name]])
             pin([int(t) for t in os.listdir(f"/proc/{os.getpid()}/task")], args.layout["client"])
         client = redis.Redis(port=stack.redis_port)
         plain_client = redis.Redis(port=stack.redis_port, db=PLAIN_DB)
@@ -500,12 +578,13 @@ def main(argv: list[str] | None = None) -> int:
             profiler = Profiler(py_spy, args.profile, {"gateway": (groups["gateway"], True),
                                                        "worker": (groups["worker"], True),
                                                        "plain worker": (groups["plain worker"], False),
-                                                       "bench client": (os.getpid(), False)})
+                                                       "bench client": (os.getpid(), False)}
+                                | ({"policy gateway": (groups["policy gateway"], True)} if args.policies else {}))
         service_queue = (client, bench_service.QUEUE)
         queues = {"b_seq": (plain_client, PLAIN_QUEUE), "b_conc": (plain_client, PLAIN_QUEUE),
                   "old_seq": service_queue, "old_conc": service_queue, "c_seq": service_queue,
-                  "c_conc": service_queue, "stream": service_queue, "async_final": service_queue,
-                  "m_echo_any": service_queue}
+                  "c_conc": service_queue, "p_seq": service_queue, "p_conc": service_queue,
+                  "stream": service_queue, "async_final": service_queue, "m_echo_any": service_queue}
         meter = Meter(client, groups, queues, profiler)
 
         floor = CeleryCaller(stack.plain.echo, stack.plain.stamp)  # Celery's default queue, as a user sends
@@ -517,7 +596,9 @@ def main(argv: list[str] | None = None) -> int:
         gateway = WsCaller(stack.ws_url(), bench_service.SERVICE, compression)
         gateway_ping = WsCaller(stack.ws_url(), bench_service.SERVICE, compression, ping=True)
         callers = {"b": floor, "c": gateway} | ({"old": old_floor} if args.old_floor else {})
-        order = ["b", "old", "c"] if args.old_floor else ["b", "c"]
+        if args.policies:  # (p): the same calls as (c), through the gateway with the rate limit
+            callers["p"] = WsCaller(stack.policy_ws_url(), bench_service.SERVICE, compression)
+        order = [c for c in ("b", "old", "c", "p") if c in callers]
         per_round = max(1, args.requests // args.rounds)
         warm = min(args.warmup, args.requests)
         cap = args.max_seconds / args.rounds

@@ -255,6 +255,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except (UnknownFunction, ValueError, OSError) as exc:  # ValueError: a bad limit, bad JSON
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    except (redis.RedisError, StorageError) as exc:
+    except StorageError as exc:
+        url = settings.rate_limit_redis_url or settings.redis_url
+        print(f"{prog}: cannot reach the rate limiter's Redis at {redact_url(url)}: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
         print(f"{prog}: cannot reach Redis at {redact_url(settings.redis_url)}: {exc}", file=sys.stderr)
         return 1

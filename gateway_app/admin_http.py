@@ -87,7 +87,7 @@ def admin_blueprint(gateway: Gateway) -> Blueprint:
     """The ``/admin`` routes of one gateway (registered only when an admin token is set)."""
     settings = gateway.settings
     admin = Admin(gateway.redis, gateway.keys)
-    policies = PolicyAdmin(gateway.redis, gateway.keys, settings)
+    policies = PolicyAdmin(gateway.redis, gateway.keys, settings, own=True)
     bp = Blueprint("genapi_admin", __name__, url_prefix="/admin")
 
     @bp.before_request

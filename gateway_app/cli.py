@@ -13,6 +13,7 @@ import ipaddress
 import os
 import sys
 
+from workers.hooks import load as load_callable
 from workers.settings import Settings, SettingsError
 
 from . import admin_cli
@@ -71,6 +72,13 @@ def cmd_gateway(args: argparse.Namespace) -> int:
               "(fine for development; set the same token on gateways and workers in production)")
     if settings.admin_token is not None and len(settings.admin_token) < 16:
         _warn("GENAPI_ADMIN_TOKEN is shorter than 16 characters; use a long random one")
+    for variable, paths in (("GENAPI_BEFORE_EXECUTE", settings.before_execute),
+                            ("GENAPI_AFTER_EXECUTE", settings.after_execute)):
+        for path in paths:
+            try:
+                load_callable(path)
+            except Exception as exc:  # an import error of any kind, or not a callable
+                raise SystemExit(f"genapi gateway: {variable}: cannot load {path!r}: {exc}") from None
     _exec(gateway_argv(args.host, args.port or settings.port, args.workers, args.worker_connections))
     return 0
 

@@ -31,7 +31,7 @@ from .hooks import GatewayHooks
 from .leases import SharedSchedule
 from .listener import Listener
 from .puller import Puller
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, publish_settings
 from .receiver import Receiver
 from .replies import Replies
 from .retention import Retention
@@ -235,6 +235,7 @@ class Gateway:
             try:
                 self.receiver.drain()  # pushes that waited while no gateway ran
                 self.cache.refresh()
+                publish_settings(self.redis, self.keys, self.settings.rate_limits, self.settings.breakers)
                 if self.breakers is not None:
                     self.breakers.load(force=True)
             except redis.RedisError as exc:

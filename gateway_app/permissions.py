@@ -22,7 +22,8 @@ def allowed(config: FunConfig, identity: Identity | None, args: Mapping[str, Any
     by any authenticated caller.
     """
     if config.permission_callback is not None:
-        return True  # decided by the callback, on the worker
+        # decided by the callback, on the worker; a listing shows it to signed-in callers
+        return args is not None or identity is not None
     mode = config.check_permission
     if mode is False:
         return True

@@ -127,6 +127,8 @@ class RateLimit:
     def current(self, runtime: str | None) -> RateLimitConfig:
         if runtime != self._runtime:
             self.config = ratelimit.current(self.configured, runtime)[0]
+            if self.limiter is not None:
+                self.limiter = self.limiter.retimed(self.config.timeout_ms)
             self._runtime = runtime
         return self.config
 

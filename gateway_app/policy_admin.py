@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from workers.policy_config import RateLimitConfig
+from workers.policy_config import BreakerConfig, RateLimitConfig
 from workers.protocol import Keys, direct_queue, service_queue
 from workers.registry import Registry
 from workers.settings import Settings
@@ -25,18 +25,34 @@ from .ratelimit import RateLimiter
 class PolicyAdmin:
     """Rate limits and breakers as every gateway shares them."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, own: bool = False) -> None:
+        """``own``: ``settings`` are the gateway's own (the admin API); else (the CLI) what
+        the gateways recorded at start stands in for policies this environment leaves unset."""
         self.client = client
         self.keys = keys
         self.settings = settings
+        self.own = own
         self.limiter = RateLimiter(settings.rate_limit_redis_url or settings.redis_url, keys,
                                    settings.rate_limits.timeout_ms)
 
     # ------------------------------------------------------------------ rate limits
 
+    def _configured(self) -> tuple[RateLimitConfig, BreakerConfig]:
+        """The settings' policies: the gateway's own; for the CLI, its own environment's
+        where that sets them, else what the gateways recorded when they started."""
+        limits, breaker_config = self.settings.rate_limits, self.settings.breakers
+        if self.own:
+            return limits, breaker_config
+        recorded_limits, recorded_breakers = ratelimit.gateway_settings(self.client, self.keys)
+        if limits == RateLimitConfig() and recorded_limits is not None:
+            limits = recorded_limits
+        if breaker_config == BreakerConfig() and recorded_breakers is not None:
+            breaker_config = recorded_breakers
+        return limits, breaker_config
+
     def _current(self) -> tuple[RateLimitConfig, str]:
         raw = self.client.hget(self.keys.runtime, ratelimit.RUNTIME_FIELD)
-        return ratelimit.current(self.settings.rate_limits, raw.decode() if raw is not None else None)
+        return ratelimit.current(self._configured()[0], raw.decode() if raw is not None else None)
 
     def rate_limit_config(self) -> dict:
         """The limits in force and where they come from (``settings`` or ``runtime``)."""
@@ -54,7 +70,7 @@ class PolicyAdmin:
     def clear_rate_limits(self) -> dict:
         """Back to ``GENAPI_RATE_LIMITS`` on every gateway."""
         ratelimit.store_runtime(self.client, self.keys, None)
-        return ratelimit.describe(self.settings.rate_limits, "settings")
+        return ratelimit.describe(self._configured()[0], "settings")
 
     def rate_limit_status(self, key: str, service: str | None = None, request_type: str | None = None,
                           key_type: str | None = None) -> list[dict]:
@@ -72,7 +88,8 @@ class PolicyAdmin:
 
     def pool_status(self) -> dict:
         """Breakers, live workers and queue lengths (the original's pool status, in Celery terms)."""
-        states = breakers.Breakers(self.client, self.keys, self.settings.breakers).states()
+        breaker_config = self._configured()[1]
+        states = breakers.Breakers(self.client, self.keys, breaker_config).states()
         _, nodes = Registry(self.client, self.keys).load_nodes()
         broker = self._broker()
         services: dict[str, dict] = {}
@@ -83,7 +100,7 @@ class PolicyAdmin:
                 services[service]["workers"].append(node_id)
             workers[node_id] = {"services": sorted(node.services), "draining": node.draining,
                                 "queue_length": _length(broker, node.queue or direct_queue(node_id))}
-        return {"breakers": breakers.describe(states), "config": self.settings.breakers.to_json(),
+        return {"breakers": breakers.describe(states), "config": breaker_config.to_json(),
                 "services": services, "workers": workers}
 
     def _broker(self) -> redis.Redis | None:

@@ -33,7 +33,7 @@ from limits.strategies import MovingWindowRateLimiter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from workers.policy_config import GLOBAL, KEY_TYPES, Limit, PolicyConfigError, RateLimitConfig
+from workers.policy_config import GLOBAL, KEY_TYPES, BreakerConfig, Limit, PolicyConfigError, RateLimitConfig
 from workers.protocol import Keys
 
 from . import errors
@@ -60,6 +60,7 @@ class RateLimiter:
     """Checks and records hits; reports and resets buckets for operators."""
 
     def __init__(self, storage_url: str, keys: Keys, timeout_ms: int = 1000) -> None:
+        self.storage_url, self.keys, self.timeout_ms = storage_url, keys, timeout_ms
         timeout = timeout_ms / 1000
         # no retries: a limiter that does not answer at once is what fail_open is about
         self.storage = RedisStorage(storage_url, key_prefix=keys.rate_limits, socket_timeout=timeout,
@@ -68,6 +69,10 @@ class RateLimiter:
         self.strategy = MovingWindowRateLimiter(self.storage)
         self._items: dict[Limit, RateLimitItem] = {}
         self._warned = 0.0
+
+    def retimed(self, timeout_ms: int) -> RateLimiter:
+        """This limiter with another bound on its Redis calls (an operator changed ``timeout_ms``)."""
+        return self if timeout_ms == self.timeout_ms else RateLimiter(self.storage_url, self.keys, timeout_ms)
 
     def _item(self, limit: Limit) -> RateLimitItem:
         item = self._items.get(limit)
@@ -151,6 +156,27 @@ def current(settings_config: RateLimitConfig, runtime_text: str | None) -> tuple
         except (ValueError, PolicyConfigError) as exc:
             log.error("ignoring the stored runtime rate limits: %s", exc)
     return settings_config, "settings"
+
+
+def publish_settings(client: redis.Redis, keys: Keys, limits: RateLimitConfig, breakers: BreakerConfig) -> None:
+    """A gateway records the policies its settings configure, so ``genapi`` commands run
+    elsewhere (with other environment variables) report and extend those."""
+    client.hset(keys.policy_settings, mapping={"rate_limits": json.dumps(limits.to_json()),
+                                                "breakers": json.dumps(breakers.to_json())})
+
+
+def gateway_settings(client: redis.Redis, keys: Keys) -> tuple[RateLimitConfig | None, BreakerConfig | None]:
+    """What the last gateway to start recorded (``None`` where nothing was)."""
+    stored = client.hgetall(keys.policy_settings)
+    limits = breakers = None
+    try:
+        if b"rate_limits" in stored:
+            limits = RateLimitConfig.parse(json.loads(stored[b"rate_limits"]))
+        if b"breakers" in stored:
+            breakers = BreakerConfig.parse(json.loads(stored[b"breakers"]))
+    except (ValueError, PolicyConfigError) as exc:
+        log.error("ignoring the policy settings a gateway stored: %s", exc)
+    return limits, breakers
 
 
 def describe(config: RateLimitConfig, source: str) -> dict:

@@ -78,7 +78,7 @@ class Limit:
         if unknown:
             raise PolicyConfigError(f"{where} has unknown field(s) {', '.join(unknown)}; allowed: "
                                     f"{', '.join(sorted(allowed))}")
-        return cls(key=_name(data, "key", where), max_requests=_count(data, "max_requests", where, 0),
+        return cls(key=_name(data, "key", where), max_requests=_count(data, "max_requests", where, 1),
                    window_ms=_count(data, "window_ms", where, 1),
                    service=_name(data, "service", where) if api else None,
                    request_type=_name(data, "request_type", where) if api else None)

@@ -119,6 +119,8 @@ class Keys:
         self.failed_seq = f"{prefix}failed:seq"
         #: breaker names that have state (``service:S``, ``worker:S:NODE``); one hash each
         self.breakers = f"{prefix}breakers"
+        #: hash: the rate limits and breakers a gateway's settings configure (for ``genapi`` commands)
+        self.policy_settings = f"{prefix}policy:settings"
         #: hash of runtime settings an operator changed (``detail_error``, ``rate_limits``)
         self.runtime = f"{prefix}runtime"
         #: pull mode: hash service -> last pulled config_version; hash of counters; schedule

@@ -55,7 +55,7 @@ class Replier:
             payload = encode(message)
         except (TypeError, ValueError) as exc:
             payload = encode(reply_error(message["ref"], f"result is not JSON serialisable: {exc}",
-                                         message.get("node")))
+                                         message.get("node"), unexpected=True))
         self.client.publish(channel, payload)
 
     def publisher(self, channel: str) -> Callable[[str], None]:

@@ -52,9 +52,10 @@ def test_api_limits_alone_make_it_active():
     assert RateLimitConfig.parse({"api_limits": FULL["api_limits"]}).active is True
 
 
-def test_zero_max_requests_allowed():
-    config = RateLimitConfig.parse({"global_limits": [{"key": "user_id", "max_requests": 0, "window_ms": 1}]})
-    assert config.global_limits[0].max_requests == 0
+def test_zero_max_requests_is_refused():
+    # a limit that refuses everything "for 0 seconds" helps nobody; disable the function instead
+    with pytest.raises(PolicyConfigError, match=r"max_requests must be an integer >= 1"):
+        RateLimitConfig.parse({"global_limits": [{"key": "user_id", "max_requests": 0, "window_ms": 1}]})
 
 
 def test_any_other_key_is_an_argument_name():
@@ -145,9 +146,9 @@ def test_limit_must_be_an_object():
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("key", "", r"global_limits\[0\]\.key must be a non-empty string"),
     ("key", 5, r"global_limits\[0\]\.key must be a non-empty string"),
-    ("max_requests", -1, r"global_limits\[0\]\.max_requests must be an integer >= 0"),
-    ("max_requests", True, r"global_limits\[0\]\.max_requests must be an integer >= 0"),
-    ("max_requests", 2.0, r"global_limits\[0\]\.max_requests must be an integer >= 0"),
+    ("max_requests", -1, r"global_limits\[0\]\.max_requests must be an integer >= 1"),
+    ("max_requests", True, r"global_limits\[0\]\.max_requests must be an integer >= 1"),
+    ("max_requests", 2.0, r"global_limits\[0\]\.max_requests must be an integer >= 1"),
     ("window_ms", 0, r"global_limits\[0\]\.window_ms must be an integer >= 1"),
     ("window_ms", "60000", r"global_limits\[0\]\.window_ms must be an integer >= 1"),
 ])
