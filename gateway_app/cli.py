@@ -72,6 +72,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
               "(fine for development; set the same token on gateways and workers in production)")
     if settings.admin_token is not None and len(settings.admin_token) < 16:
         _warn("GENAPI_ADMIN_TOKEN is shorter than 16 characters; use a long random one")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # where gunicorn will import them from, too
     for variable, paths in (("GENAPI_BEFORE_EXECUTE", settings.before_execute),
                             ("GENAPI_AFTER_EXECUTE", settings.after_execute)):
         for path in paths:

@@ -64,7 +64,7 @@ class Gateway:
         self.settings = settings
         self.dispatcher = dispatcher
         self.deliveries = Deliveries()
-        #: the reply side: where every call ends (and its after-call hooks, retry first)
+        #: the reply side: where every call ends (its after-call hooks: breakers, then retry)
         self.replies = Replies(self)
         #: gateway-level hooks; add with the :meth:`before_execute` / :meth:`after_execute` decorators
         self.hooks = GatewayHooks(5000)
@@ -74,6 +74,7 @@ class Gateway:
         #: set by :meth:`drain`: new calls are refused while in-flight ones finish
         self.draining = False
         self._started = False
+        self._settings_published = False
         self._start_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         if app is not None:
@@ -235,7 +236,7 @@ class Gateway:
             try:
                 self.receiver.drain()  # pushes that waited while no gateway ran
                 self.cache.refresh()
-                publish_settings(self.redis, self.keys, self.settings.rate_limits, self.settings.breakers)
+                self._publish_settings()
                 if self.breakers is not None:
                     self.breakers.load(force=True)
             except redis.RedisError as exc:
@@ -303,11 +304,22 @@ class Gateway:
         """After each registry refresh: calls whose worker died end as ``lost``."""
         live = {node.node_id for node in self.cache.snapshot.live_nodes(lambda n: True)}
         self.replies.lost_workers(live.__contains__)
+        if not self._settings_published:
+            self._publish_settings()
         if self.breakers is not None:
             try:
                 self.breakers.load()  # every few seconds, in case an event was missed
             except redis.RedisError as exc:
                 log.warning("could not read the breakers: %s", exc)
+
+    def _publish_settings(self) -> None:
+        """Record this gateway's policy settings for ``genapi`` commands run elsewhere
+        (retried after each registry refresh until it works)."""
+        try:
+            publish_settings(self.redis, self.keys, self.settings.rate_limits, self.settings.breakers)
+            self._settings_published = True
+        except redis.RedisError as exc:
+            log.warning("could not record the policy settings: %s", exc)
 
     def cancel_remote(self, pending: Pending) -> None:
         """Tell the worker of a call nobody waits for any more: a stream stops at its next

@@ -107,7 +107,7 @@ class Replies:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.table = gateway.deliveries
-        #: the after-call hooks, in order (retry first)
+        #: the after-call hooks, in order (breakers count every attempt, then retry may take it over)
         self.after_call: list[AfterCall] = []
         self.handlers: dict[str, Callable[[Pending, dict], None]] = {
             "started": self._started,

@@ -196,7 +196,8 @@ class StreamHandle:
         try:
             payload = encode(message)
         except (TypeError, ValueError) as exc:
-            self._publish(encode(reply_error(self.ref, f"stream chunk is not JSON serialisable: {exc}", self.node)))
+            self._publish(encode(reply_error(self.ref, f"stream chunk is not JSON serialisable: {exc}", self.node,
+                                             unexpected=True)))
             return False
         self._publish(payload)
         return True

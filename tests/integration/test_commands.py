@@ -201,3 +201,24 @@ def test_procfile_runs_under_honcho(tmp_path):
         processes.stop(honcho, grace=30)
     leftover = [pid for pid in children if alive(pid)]
     assert leftover == [], f"processes left behind: {leftover}\n{(tmp_path / 'honcho.log').read_text()}"
+
+
+def test_gateway_refuses_to_start_with_a_hook_it_cannot_load(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "gateway_app", "gateway", "--port", "1"],
+                         env=clean_env(GENAPI_BEFORE_EXECUTE="tests.services.policies:no_such_hook",
+                                       GENAPI_PUSH_TOKEN="a-push-token", PYTHONPATH=str(ROOT)),
+                         capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
+    assert out.returncode != 0
+    assert out.stderr.strip() == ("genapi gateway: GENAPI_BEFORE_EXECUTE: cannot load "
+                                  "'tests.services.policies:no_such_hook': module 'tests.services.policies' "
+                                  "has no attribute 'no_such_hook'"), out.stderr  # one line, no traceback
+
+
+def test_gateway_hook_modules_are_found_in_the_working_directory_as_gunicorn_finds_them(tmp_path):
+    (tmp_path / "myhooks.py").write_text("def quota(request_info, args):\n    return None\n")
+    bad = subprocess.run([sys.executable, "-m", "gateway_app", "gateway", "--port", "1"],
+                         env=clean_env(GENAPI_BEFORE_EXECUTE="myhooks:missing"), capture_output=True, text=True,
+                         timeout=30, cwd=str(tmp_path))
+    # the module was imported from the working directory; only the attribute is missing
+    assert "cannot load 'myhooks:missing'" in bad.stderr and "No module" not in bad.stderr, bad.stderr
+    assert "missing" in bad.stderr.split("cannot load", 1)[1].split(":", 2)[-1]
