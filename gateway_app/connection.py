@@ -106,6 +106,8 @@ class Connection:
         self.public = public
         #: the client's address (rate limits keyed by ``ip_address``)
         self.address = address
+        #: relay groups this connection is attached to (left when it closes)
+        self.relay_groups: set[str] = set()
         self.id = uuid.uuid4().hex
         self.open = True
         #: running async and stream calls by ``deliveries.call_key`` of their request id (cancel)
@@ -139,6 +141,10 @@ class Connection:
         except (TypeError, ValueError):
             log.exception("response for %r is not JSON serialisable", frame.get("request_id"))
             text = encode(error_frame(frame.get("request_id", UNKNOWN_REQUEST_ID), INTERNAL_ERROR))
+        return self.send_text(text, terminal=terminal)
+
+    def send_text(self, text: str, *, terminal: bool = True) -> bool:
+        """Queue one frame already encoded (a relay frame shared by many connections)."""
         size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         with self._lock:
             if not self.open:
@@ -291,4 +297,6 @@ def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool, ad
     finally:
         gateway.connections.discard(conn)
         gateway.replies.disconnected(conn)
+        if conn.relay_groups:
+            gateway.relay.disconnected(conn)
         conn.finish()

@@ -33,6 +33,7 @@ from .listener import Listener
 from .puller import Puller
 from .ratelimit import RateLimiter, publish_settings
 from .receiver import Receiver
+from .relay import Relay
 from .replies import Replies
 from .retention import Retention
 from .retry import Retry
@@ -111,11 +112,14 @@ class Gateway:
         puller = Puller(self.redis, self.keys, registry, self.receiver, self.dispatcher, settings.service_configs,
                         settings.pull_interval, settings.pull_timeout)
         retention = Retention(self.redis, self.keys, registry, settings.registry_retention)
+        self.relay = Relay(self.redis, self.keys, self.gateway_id, settings)
         self.schedules = {
             "pull": SharedSchedule(self.redis, self.keys, "pull", self.gateway_id, puller.round,
                                    lease_ttl=settings.pull_timeout + 10, due_now=puller.forced),
             "retention": SharedSchedule(self.redis, self.keys, "retention", self.gateway_id, retention.sweep,
                                         lease_ttl=30, tick=min(1.0, retention.interval)),
+            "relay-sweep": SharedSchedule(self.redis, self.keys, "relay-sweep", self.gateway_id, self.relay.sweep,
+                                          lease_ttl=30, tick=1.0),
         }
         # the transport accepts frames above our limit, so an oversized one gets an error frame
         app.config.setdefault("SOCK_SERVER_OPTIONS", {
@@ -244,10 +248,11 @@ class Gateway:
             listener = self.listener = Listener(self.redis, {
                 self.reply_channel: self.replies.on_message,
                 self.keys.events: self._on_event,
+                self.keys.relay_channel(self.gateway_id): self.relay.on_message,
             }, on_reconnect=self.cache.notify_changed)
             threads = [("genapi-listener", listener.run), ("genapi-refresher", self.cache.run),
                        ("genapi-sweeper", lambda: self.deliveries.run_sweeper(self.replies.timed_out)),
-                       ("genapi-receiver", self.receiver.run)]
+                       ("genapi-receiver", self.receiver.run), ("genapi-relay-heartbeat", self.relay.heartbeat)]
             threads += [(f"genapi-{name}", schedule.run) for name, schedule in self.schedules.items()]
             for name, target in threads:
                 thread = threading.Thread(target=target, name=name, daemon=True)
@@ -264,6 +269,7 @@ class Gateway:
         self.cache.stop()
         self.deliveries.stop()
         self.receiver.stop()
+        self.relay.stop()
         for schedule in self.schedules.values():
             schedule.stop()
         for thread in self._threads:

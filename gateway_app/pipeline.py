@@ -23,7 +23,7 @@ from workers.funconfig import FunConfig
 from workers.policy_config import RateLimitConfig
 from workers.protocol import INTERNAL_ERROR, UNKNOWN_REQUEST_ID, error_frame, response
 
-from . import builtins, decoding, errors, permissions, ratelimit, versions
+from . import builtins, decoding, errors, permissions, ratelimit, relay, versions
 from .breakers import Breakers
 from .deliveries import Pending
 from .errors import Rejected
@@ -90,10 +90,14 @@ def refuse_when_draining(gateway: Gateway, call: Call) -> None:
 
 
 def answer_builtin(gateway: Gateway, call: Call) -> None:
-    """The ``gateway`` service is answered here, without a worker."""
-    if call.request.service == builtins.SERVICE:
+    """The ``gateway`` and ``relay`` services are answered here, without a worker."""
+    service = call.request.service
+    if service == builtins.SERVICE:
         result = builtins.answer(gateway, call.conn, call.request)
         call.conn.send(response(call.request_id, result=result, success=True))
+        raise Answered
+    if service == relay.SERVICE:
+        gateway.relay.answer(call.conn, call.request)
         raise Answered
 
 

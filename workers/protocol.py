@@ -139,6 +139,24 @@ class Keys:
         """The prefix of the rate limiter's buckets (the ``limits`` library's keys)."""
         return f"{self.prefix}ratelimit"
 
+    @property
+    def relay_groups(self) -> str:
+        """The set of every relay group id."""
+        return f"{self.prefix}relay:groups"
+
+    def relay_group(self, group_id: str, part: str = "") -> str:
+        """A relay group's hash (type, creator, created) or one of its per-member hashes:
+        ``status``, ``roles``, ``conn`` (``<gateway id> <connection id>``), ``joined``."""
+        return f"{self.prefix}relay:g:{group_id}" + (f":{part}" if part else "")
+
+    def relay_alive(self, gateway_id: str) -> str:
+        """A gateway process's relay heartbeat (expires when the process dies)."""
+        return f"{self.prefix}relay:alive:{gateway_id}"
+
+    def relay_channel(self, gateway_id: str) -> str:
+        """Where relay frames for the connections of one gateway process are published."""
+        return f"{self.prefix}relay:gw:{gateway_id}"
+
     def lease(self, name: str) -> str:
         """A short lock that lets one gateway process do shared periodic work."""
         return f"{self.prefix}lease:{name}"

@@ -187,6 +187,10 @@ class Settings:
     before_execute: tuple[str, ...] = ()
     after_execute: tuple[str, ...] = ()
     hook_timeout_ms: int = 5000
+    #: relay groups: largest message (JSON bytes), groups per connection, gateway heartbeat TTL (s)
+    relay_max_message_bytes: int = 65536
+    relay_max_groups: int = 100
+    relay_ttl: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -242,6 +246,10 @@ class Settings:
             before_execute=_names(env, "GENAPI_BEFORE_EXECUTE"),
             after_execute=_names(env, "GENAPI_AFTER_EXECUTE"),
             hook_timeout_ms=_integer(env, "GENAPI_HOOK_TIMEOUT_MS", cls.hook_timeout_ms, 1, 300_000),
+            relay_max_message_bytes=_integer(env, "GENAPI_RELAY_MAX_MESSAGE_BYTES", cls.relay_max_message_bytes, 16,
+                                             16 * 1024 * 1024),
+            relay_max_groups=_integer(env, "GENAPI_RELAY_MAX_GROUPS", cls.relay_max_groups, 1, 100_000),
+            relay_ttl=_duration(env, "GENAPI_RELAY_TTL", cls.relay_ttl, 1.0, 60.0),
         )
 
     @property
