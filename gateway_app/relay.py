@@ -217,7 +217,17 @@ class Relay:
         self.connections[conn.id] = conn
 
     def _check_room(self, conn: Connection, group_id: str) -> None:
-        if group_id not in conn.relay_groups and len(conn.relay_groups) >= self.max_groups:
+        if group_id in conn.relay_groups or len(conn.relay_groups) < self.max_groups:
+            return
+        # at the cap: forget groups this connection no longer holds (deleted, left elsewhere)
+        held = sorted(conn.relay_groups)
+        with self.client.pipeline(transaction=False) as pipe:
+            for held_id in held:
+                pipe.hget(self.keys.relay_group(held_id, "conn"), conn.identity.user_id)
+            attached = pipe.execute()
+        where = self._where(conn).encode()
+        conn.relay_groups.intersection_update(g for g, a in zip(held, attached, strict=True) if a == where)
+        if len(conn.relay_groups) >= self.max_groups:
             raise Rejected(f"Too many groups on this connection (at most {self.max_groups})",
                            code="relay_too_many_groups")
 
@@ -262,6 +272,8 @@ class Relay:
         group_id = _group_id(request.args)
         status = self._run("leave", group_id, user)
         conn.relay_groups.discard(group_id)
+        if not conn.relay_groups:
+            self.connections.pop(conn.id, None)
         return {"group_id": group_id, "status": status}
 
     def accept_member(self, conn: Connection, user: str, request: Request) -> dict:
@@ -282,10 +294,6 @@ class Relay:
         if "message" not in request.args:
             raise errors.bad_arguments("message is required (any JSON value)")
         message = request.args["message"]
-        size = len(encode(message).encode("utf-8", "surrogatepass"))
-        if size > self.max_message_bytes:
-            raise errors.bad_arguments(f"message is {size} bytes, more than the relay limit of "
-                                       f"{self.max_message_bytes}")
         exists, statuses, attached = shared.members(self.client, self.keys, group_id)
         if not exists:
             raise Rejected(shared.GROUP_NOT_FOUND, code="relay_not_found")
@@ -296,6 +304,10 @@ class Relay:
             raise Rejected(shared.PENDING, code="relay_pending")
         if status == b"muted":
             raise Rejected(shared.MUTED, code="relay_muted")
+        size = len(encode(message).encode("utf-8", "surrogatepass"))
+        if size > self.max_message_bytes:
+            raise errors.bad_arguments(f"message is {size} bytes, more than the relay limit of "
+                                       f"{self.max_message_bytes}")
         frame = shared.relay_frame(request.request_id, group_id, user, message)
         mine = self._where(conn)
         shared.publish(self.client, self.keys, statuses, attached, frame, skip=mine)
@@ -373,8 +385,9 @@ class Relay:
         gateway runs this, under a lease); returns the seconds until the next sweep."""
         started = time.monotonic()
         removed = 0
+        prefix = len(self.keys.relay_group("")) - 1  # up to the opening brace
         for group_key in self.client.sscan_iter(self.keys.relay_groups):
-            group_id = _text(group_key)[len(self.keys.relay_group("")):]
+            group_id = _text(group_key)[prefix:-1]
             attached = self.client.hgetall(self.keys.relay_group(group_id, "conn"))
             gateways = sorted({v.decode().partition(" ")[0] for v in attached.values() if v})
             if not gateways:

@@ -146,8 +146,9 @@ class Keys:
 
     def relay_group(self, group_id: str, part: str = "") -> str:
         """A relay group's hash (type, creator, created) or one of its per-member hashes:
-        ``status``, ``roles``, ``conn`` (``<gateway id> <connection id>``), ``joined``."""
-        return f"{self.prefix}relay:g:{group_id}" + (f":{part}" if part else "")
+        ``status``, ``roles``, ``conn`` (``<gateway id> <connection id>``), ``joined``. The id
+        is braced, and no suffix holds a brace, so no group's keys can be another's."""
+        return f"{self.prefix}relay:g:{{{group_id}}}" + (f":{part}" if part else "")
 
     def relay_alive(self, gateway_id: str) -> str:
         """A gateway process's relay heartbeat (expires when the process dies)."""
