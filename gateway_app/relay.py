@@ -116,6 +116,9 @@ _LEAVE = _PRELUDE + """
 if not gtype then return err('not_found') end
 if not member(ARGV[1]) then return err('not_member') end
 forget(ARGV[1])
+if redis.call('HGET', KEYS[1], 'creator') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'creator', '')  -- a creator who leaves is a plain member if it comes back
+end
 return {'ok', 'left'}
 """
 
@@ -241,7 +244,11 @@ class Relay:
             raise errors.unsupported(request.request_type, request.version)
         if conn.identity is None:
             raise errors.auth_required()
-        result = handler(conn, conn.identity.user_id, request)
+        try:
+            result = handler(conn, conn.identity.user_id, request)
+        except redis.RedisError as exc:
+            log.warning("relay %s failed: %s", request.request_type, exc)
+            raise errors.unavailable("relay_redis_unavailable") from None
         result, own_copy = result if isinstance(result, tuple) else (result, None)
         conn.send(response(request.request_id, result=result, success=True))
         if own_copy is not None:
