@@ -210,12 +210,14 @@ def relay_stack(redis_server, tmp_path_factory):
 
 
 @pytest.fixture
-def people(relay_stack):
-    """``people(gateway, prefix)``: a new user connected to ``gateway``; closed after the test."""
+def people():
+    """``people(gateway, prefix)``: a new user (or ``user``, or nobody with ``anonymous``)
+    connected to ``gateway``; closed after the test."""
     opened: list[Member] = []
 
-    def open_member(gateway, prefix: str = "user", path: str = "/ws", anonymous: bool = False) -> Member:
-        member = Member(gateway, None if anonymous else who(prefix), path)
+    def open_member(gateway, prefix: str = "user", path: str = "/ws", anonymous: bool = False,
+                    user: str | None = None) -> Member:
+        member = Member(gateway, None if anonymous else user or who(prefix), path)
         opened.append(member)
         return member
 

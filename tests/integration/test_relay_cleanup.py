@@ -9,8 +9,11 @@ import time
 
 import pytest
 
+from . import test_relay
 from .conftest import Stack, _databases
 from .test_relay import Member, create, info, make_active, make_muted, make_pending, who
+
+people = test_relay.people  # the same fixture: a user per call, closed after the test
 
 TTL = 3  # GENAPI_RELAY_TTL of every gateway here
 CLOSE_DEADLINE = 2.0  # "at once": seconds a closed connection may take to leave its groups
@@ -39,23 +42,6 @@ def cleanup_stack(redis_server, tmp_path_factory):
         yield stack
     finally:
         stack.stop_all()
-
-
-@pytest.fixture
-def people():
-    """``people(gateway, prefix)``: a new user connected to ``gateway``; closed after the test."""
-    opened: list[Member] = []
-
-    def open_member(gateway, prefix: str = "user", user: str | None = None) -> Member:
-        member = Member(gateway, user or who(prefix))
-        opened.append(member)
-        return member
-
-    try:
-        yield open_member
-    finally:
-        for member in opened:
-            member.close()
 
 
 def test_closing_a_members_socket_removes_it_from_every_group_at_once(cleanup_stack, people):
@@ -98,6 +84,18 @@ def test_a_creator_who_disconnects_stays_detached_and_reattaches_with_join_group
     assert back.quiet(), "messages sent while detached are not replayed"
     member.ok("send", group_id=group_id, message="welcome back")
     assert back.received()["result"]["message"] == "welcome back"
+
+
+def test_a_creator_who_left_and_came_back_is_removed_on_disconnect_like_any_member(cleanup_stack, people):
+    creator, watcher = people(cleanup_stack.a, "creator"), people(cleanup_stack.b)
+    group_id = create(creator, "public")
+    watcher.ok("join_group", group_id=group_id)
+    creator.ok("leave_group", group_id=group_id)
+    assert creator.ok("join_group", group_id=group_id) == {"group_id": group_id, "status": "active"}
+    assert info(watcher, group_id)["members"][creator.user]["roles"] == ["member"]
+    creator.close()
+    eventually(lambda: creator.user not in info(watcher, group_id)["members"], CLOSE_DEADLINE,
+               "the former creator left the group with its connection")
 
 
 def test_members_of_a_killed_gateway_are_removed_within_the_ttl(cleanup_stack, people):

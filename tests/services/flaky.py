@@ -8,28 +8,14 @@ function, so a test can tell a call that was answered without dispatching from o
 
 from __future__ import annotations
 
-import os
 import time
 
-import redis
-from celery import current_task
-
+from tests.services.marks import marks, node
 from workers import GenApi, GenApiError
 
 api = GenApi("flaky")
 
-_redis = None
 
-
-def marks() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(os.environ["GENAPI_REDIS_URL"])
-    return _redis
-
-
-def node() -> str:
-    return current_task.request.hostname
 
 
 def ran(name: str) -> None:

@@ -11,25 +11,12 @@ import signal
 import threading
 import time
 
-import redis
-from celery import current_task
-
+from tests.services.marks import marks, node
 from workers import GenApi, GenApiError
 
 api = GenApi("modes")
 
-_redis = None
 
-
-def marks() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(os.environ["GENAPI_REDIS_URL"])
-    return _redis
-
-
-def node() -> str:
-    return current_task.request.hostname
 
 
 # ------------------------------------------------------------------ async and none

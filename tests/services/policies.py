@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-import redis
-
+from tests.services.marks import marks
 from workers import GenApi, GenApiError
 
 api = GenApi("policies")
@@ -22,14 +21,6 @@ HOOK = "tests.services.policies:"
 SLOW_HOOK_S = 2.0  # every "slow" hook or callback sleeps this long...
 SHORT_HOOK_MS = 300  # ...against this hook_timeout
 
-_redis = None
-
-
-def marks() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(os.environ["GENAPI_REDIS_URL"])
-    return _redis
 
 
 def _count(key: str | None) -> None:
