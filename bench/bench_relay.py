@@ -52,7 +52,6 @@ import resource
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -69,11 +68,11 @@ import redis  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 from bench.callers import WsCaller  # noqa: E402
+from bench.common import SECRET, BaseStack, code_version, say, terminated  # noqa: E402
 from bench.measure import Meter, Phase, machine_busy  # noqa: E402
 from gateway_app import processes  # noqa: E402
 from gateway_app.auth import mint_token  # noqa: E402
 
-SECRET = "bench-secret-key"
 GROUP_ID = "bench-relay"
 TARGET_P99_MS = 100.0  # must (issue 8)
 AIM_P99_MS = 30.0  # aim
@@ -102,41 +101,19 @@ def raise_open_files(needed: int) -> tuple[int, int]:
     return soft, hard
 
 
-class Stack:
+class Stack(BaseStack):
     """redis-server and ``count`` gateway processes; stopped by PID in :meth:`stop`."""
 
     def __init__(self, workdir: Path, count: int, worker_connections: int) -> None:
-        self.workdir = workdir
-        self.worker_connections = worker_connections
-        self.started: list[tuple[str, subprocess.Popen]] = []
-        self.redis_port = processes.free_port()
         self.ports = [processes.free_port() for _ in range(count)]
-        if 6379 in [self.redis_port, *self.ports] or len(set(self.ports)) < count:
-            raise SystemExit("bench: got port 6379 (the machine's own Redis) or the same port twice; run again")
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-
-    def env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GENAPI_")}
-        env.update(GENAPI_REDIS_URL=self.redis_url, GENAPI_SECRET_KEY=SECRET, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-        return env
-
-    def gateway_argv(self, port: int) -> list[str]:
-        return [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1", "--port", str(port),
-                "--workers", "1", "--worker-connections", str(self.worker_connections)]
+        super().__init__(workdir, *self.ports)
+        self.worker_connections = worker_connections
 
     def start(self) -> None:
-        with open(self.workdir / "redis.log", "ab") as log:
-            server = processes.start_redis(self.redis_port, self.workdir, log=log)
-        self.started.append(("redis", server))
-        client = redis.Redis(port=self.redis_port)
-        processes.wait_until(lambda: client.ping(), 10, "redis-server", server)
-        client.close()
+        self.start_redis()
         for i, port in enumerate(self.ports):
-            name = f"gateway {i + 1}"
-            with open(self.workdir / f"gateway-{i + 1}.log", "ab") as log:
-                process = processes.spawn(self.gateway_argv(port), env=self.env(), log=log, cwd=str(ROOT))
-            self.started.append((name, process))
+            self.spawn(f"gateway {i + 1}", self.gateway_argv(port, 1, "--worker-connections",
+                                                             str(self.worker_connections)), self.env())
         for i, port in enumerate(self.ports):
             self.wait_serving(port, f"gateway {i + 1}")
 
@@ -156,21 +133,8 @@ class Stack:
                 raise TimeoutError(f"{what} did not answer a ping within 60 s; see {self.workdir}")
             time.sleep(0.2)
 
-    def check_alive(self) -> None:
-        for name, process in self.started:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.workdir}")
-
     def ws_url(self, port: int, user: str) -> str:
         return f"ws://127.0.0.1:{port}/ws?token={mint_token(SECRET, user, [])}"
-
-    def groups(self) -> dict[str, int]:
-        return {name: process.pid for name, process in self.started}
-
-    def stop(self) -> None:
-        for _, process in reversed(self.started):
-            processes.stop(process)
-
 
 # ---------------------------------------------------------------------------- the clients
 
@@ -434,14 +398,6 @@ def percentile(values: list[int], q: float) -> float:
     return phase.percentile(q)
 
 
-def code_version() -> str:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def verdict(value: float, limit: float) -> str:
     return "MET" if value <= limit else "MISSED"
 
@@ -567,21 +523,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-_T0 = time.monotonic()
-
-
-def say(text: str) -> None:
-    """A progress line, with the seconds since the start."""
-    print(f"[{time.monotonic() - _T0:6.1f}s] {text}", flush=True)
-
-
-def _terminated(signum, frame) -> None:
-    raise SystemExit(128 + signum)  # runs the finally blocks: every process is stopped
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, terminated)
     limits = raise_open_files(FDS_PER_MEMBER * args.members + 200)
     workdir = Path(tempfile.mkdtemp(prefix="genapi-bench-relay-"))
     stack = Stack(workdir, args.gateways, args.worker_connections)

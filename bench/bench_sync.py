@@ -85,13 +85,13 @@ from bench.callers import (  # noqa: E402
     sequential,
     streams,
 )
+from bench.common import SECRET, BaseStack, code_version, say, terminated  # noqa: E402
 from bench.measure import Meter, Phase, Profiler, group_tasks, machine_busy, pin  # noqa: E402
 from gateway_app import processes  # noqa: E402
 from gateway_app.auth import mint_token  # noqa: E402
 from workers.celery_app import create_celery_app  # noqa: E402
 from workers.settings import Settings  # noqa: E402
 
-SECRET = "bench-secret-key"
 TARGET_P50_RATIO = 1.2
 TARGET_THROUGHPUT_RATIO = 1.0
 TARGET_STREAM_RATE = 20000  # chunks/s through one stream of 1 KB chunks (issue 6)
@@ -112,39 +112,22 @@ PIN_ROLE = {"redis": "redis", "plain worker": "worker", "worker": "worker", "gat
 # ---------------------------------------------------------------------------- the stack
 
 
-class Stack:
+class Stack(BaseStack):
     """redis-server, the plain Celery worker, the genapi worker, one gateway and (``policies``)
     a second gateway with the rate limit of (p); stopped by PID in :meth:`stop`."""
 
     def __init__(self, workdir: Path, pool: str, concurrency: int, gateway_workers: int,
                  outbound_queue_bytes: int | None = None, policies: bool = False) -> None:
-        self.workdir = workdir
         self.outbound_queue_bytes = outbound_queue_bytes
         self.policies = policies
         self.worker_options = ["-P", pool] + ([] if pool == "solo" or concurrency is None else ["-c", str(concurrency)])
         self.plain_argv = [sys.executable, "-m", "celery", "-A", PLAIN_MODULE, "worker", "-P", "solo",
                            "-l", "warning", "-n", "plain@%h"]
         self.gateway_workers = gateway_workers
-        self.started: list[tuple[str, subprocess.Popen]] = []
-        self.redis_port = processes.free_port()
         self.gateway_port = processes.free_port()
         self.policy_port = processes.free_port() if policies else None
-        if 6379 in (self.redis_port, self.gateway_port, self.policy_port):
-            raise SystemExit("bench: refusing to use port 6379 (the machine's own Redis); run again")
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        super().__init__(workdir, self.gateway_port, self.policy_port)
         self.plain_url = f"redis://127.0.0.1:{self.redis_port}/{PLAIN_DB}"
-
-    def _spawn(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
-        with open(self.workdir / f"{name.replace(' ', '-')}.log", "ab") as log:
-            process = processes.spawn(argv, env=env, log=log, cwd=str(ROOT))
-        self.started.append((name, process))
-        return process
-
-    def env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GENAPI_")}
-        env.update(GENAPI_REDIS_URL=self.redis_url, GENAPI_SECRET_KEY=SECRET, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-        return env
 
     def plain_env(self) -> dict:
         """What a user's shell would have: the broker URL, no GenApi settings (cwd is the project)."""
@@ -153,14 +136,9 @@ class Stack:
         return env
 
     def start(self) -> None:
-        with open(self.workdir / "redis.log", "ab") as log:
-            server = processes.start_redis(self.redis_port, self.workdir, log=log)
-        self.started.append(("redis", server))
-        client = redis.Redis(port=self.redis_port)
-        processes.wait_until(lambda: client.ping(), 10, "redis-server", server)
-        client.close()
-        self.plain_worker = self._spawn("plain worker", self.plain_argv, self.plain_env())
-        self.worker = self._spawn("worker", [sys.executable, "-m", "gateway_app", "worker", "bench.bench_service",
+        self.start_redis()
+        self.plain_worker = self.spawn("plain worker", self.plain_argv, self.plain_env())
+        self.worker = self.spawn("worker", [sys.executable, "-m", "gateway_app", "worker", "bench.bench_service",
                                              *self.worker_options], self.env())
         self.gateway = self._spawn_gateway("gateway", self.gateway_port, self.gateway_env())
         if self.policies:
@@ -186,8 +164,7 @@ class Stack:
         return self.gateway_env() | {"GENAPI_RATE_LIMITS": json.dumps(POLICY_RATE_LIMITS)}
 
     def _spawn_gateway(self, name: str, port: int, env: dict) -> subprocess.Popen:
-        return self._spawn(name, [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1",
-                                  "--port", str(port), "--workers", str(self.gateway_workers)], env)
+        return self.spawn(name, self.gateway_argv(port, self.gateway_workers), env)
 
     def wait_serving(self, url: str, what: str) -> None:
         """Until a real echo call through the gateway at ``url`` comes back from the worker."""
@@ -198,24 +175,12 @@ class Stack:
                 raise TimeoutError(f"no echo call through {what} succeeded within 60 s; see {self.workdir}")
             time.sleep(0.2)
 
-    def check_alive(self) -> None:
-        for name, process in self.started:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {process.returncode}; see {self.workdir}")
-
     def gateway_serves(self, url: str) -> bool:
         try:
             with WsCaller(url, bench_service.SERVICE, None).session() as call:
                 return call(1)
         except Exception:
             return False
-
-    def groups(self) -> dict[str, int]:
-        return {name: process.pid for name, process in self.started}
-
-    def stop(self) -> None:
-        for _, process in reversed(self.started):
-            processes.stop(process)
 
     def ws_url(self, port: int | None = None) -> str:
         """The first gateway's WebSocket URL (or the one on ``port``); the token's user id is ``bench``."""
@@ -258,14 +223,6 @@ def legs(samples: list[Stamp]) -> tuple[float, float, float, float]:
     """Median ms of each leg and of the round trip, from (start, midpoint, function starts, received)."""
     return (median([(m - s) * 1e3 for s, m, _, _ in samples]), median([(w - m) * 1e3 for _, m, w, _ in samples]),
             median([(r - w) * 1e3 for _, _, w, r in samples]), median([(r - s) * 1e3 for s, _, _, r in samples]))
-
-
-def code_version() -> str:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str, tuple]) -> None:
@@ -503,18 +460,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-_T0 = time.monotonic()
-
-
-def say(text: str) -> None:
-    """A progress line, with the seconds since the start."""
-    print(f"[{time.monotonic() - _T0:6.1f}s] {text}", flush=True)
-
-
-def _terminated(signum, frame) -> None:
-    raise SystemExit(128 + signum)  # runs the finally blocks: every process is stopped
-
-
 def run_modes(args, stack: Stack, phases: dict[str, Phase], meter: Meter, compression: str | None) -> None:
     """The rows of issue 6, after the others: (s) stream, (d) async, (m) each selection mode."""
     def caller(request_type: str, key_space: int | None = None) -> WsCaller:
@@ -546,7 +491,7 @@ def run_modes(args, stack: Stack, phases: dict[str, Phase], meter: Meter, compre
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, terminated)
     workdir = Path(tempfile.mkdtemp(prefix="genapi-bench-"))
     stack = Stack(workdir, args.pool, args.concurrency, args.gateway_workers, args.outbound_queue_bytes,
                   args.policies)
