@@ -188,8 +188,8 @@ class Breakers:
             return False
         kind = outcome.kind
         failed = kind in FAILURES or (kind == "error" and outcome.unexpected)
-        if not failed and kind not in SUCCESSES and kind != "error":
-            return False  # cancelled, disconnected, rejected…: says nothing about the service
+        if not failed and (not self.views or (kind not in SUCCESSES and kind != "error")):
+            return False  # a success with no breaker on record, or an outcome that says nothing
         service, node = pending.config.service, outcome.node or pending.node
         names = [(service_breaker(service), self.config.service_threshold)]
         if node:

@@ -4,7 +4,14 @@ process, frames handed to the right connections, pending members skipped."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
+import pytest
+import redis
+
+from gateway_app.auth import Identity
+from gateway_app.decoding import Request
+from gateway_app.errors import Rejected
 from gateway_app.relay import Relay
 from workers.protocol import Keys
 from workers.relay import publish, recipients, relay_frame
@@ -85,3 +92,22 @@ def test_on_message_hands_the_frame_to_the_named_local_connections():
     relay.connections.update({"c1": one, "c2": two, "c9": other})
     relay.on_message(b'c1,c2,gone\n{"request_id":1}')
     assert one.texts == ['{"request_id":1}'] and two.texts == ['{"request_id":1}'] and other.texts == []
+
+
+class DownRedis(RecordingRedis):
+    """Redis gone: every script call fails."""
+
+    def register_script(self, body):
+        def script(**kwargs):
+            raise redis.ConnectionError("Connection refused")
+        return script
+
+
+def test_redis_trouble_answers_service_temporarily_unavailable():
+    relay = Relay(DownRedis(), Keys(), "gw1", Settings())
+    conn = SimpleNamespace(id="c1", identity=Identity("alice"), relay_groups=set())
+    request = Request(service="relay", request_type="join_group", request_id="r", args={"group_id": "g"})
+    with pytest.raises(Rejected) as refused:
+        relay.answer(conn, request)
+    assert (refused.value.error, refused.value.can_retry) == ("Service temporarily unavailable", True)
+    assert conn.relay_groups == set()  # nothing joined
