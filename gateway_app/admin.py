@@ -18,6 +18,7 @@ from workers.errors import FunConfigError
 from workers.funconfig import FunConfig, load_funconfig
 from workers.protocol import Keys
 from workers.registry import Registry, redis_now_ms
+from workers.signals import config_delete, config_disable, config_enable, emit
 
 from . import versions
 from .errors import Rejected
@@ -111,7 +112,11 @@ class Admin:
                                                     for f in fields})
             self._announce(pipe, f"{service}.{request_type}")
             pipe.execute()
-        return [self._describe(f, disabled=disabled) for f in fields]
+        changed = [self._describe(f, disabled=disabled) for f in fields]
+        for entry in changed:
+            emit(config_disable if disabled else config_enable, self, service=service, request_type=request_type,
+                 version=entry["version"])
+        return changed
 
     def delete(self, service: str, request_type: str, version: str | None) -> list[dict]:
         """Remove one version (``version=None``: every version) from the registry at once.
@@ -125,7 +130,10 @@ class Admin:
             pipe.hdel(self.keys.seen, *fields)
             self._announce(pipe, f"{service}.{request_type}")
             pipe.execute()
-        return [self._describe(f, deleted=True) for f in fields]
+        deleted = [self._describe(f, deleted=True) for f in fields]
+        for entry in deleted:
+            emit(config_delete, self, service=service, request_type=request_type, version=entry["version"])
+        return deleted
 
     @staticmethod
     def _describe(field: str, **state) -> dict:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask
 
+from workers import logs
 from workers.settings import Settings
 
 from .extension import Gateway
@@ -12,6 +15,7 @@ from .extension import Gateway
 def create_app(settings: Settings | None = None) -> Flask:
     """The gateway as a standalone Flask app (what ``genapi gateway`` serves)."""
     app = Flask("gateway_app")
-    app.config["GENAPI_SETTINGS"] = settings or Settings.from_env()
+    settings = app.config["GENAPI_SETTINGS"] = settings or Settings.from_env()
+    logs.configure(settings.log_format, getattr(logging, settings.log_level.upper()))
     Gateway(app)
     return app

@@ -38,6 +38,12 @@ import redis
 
 from workers.policy_config import BreakerConfig
 from workers.protocol import Keys
+from workers.signals import (
+    breaker_state_change,
+    emit,
+    worker_pool_circuit_breaker_close,
+    worker_pool_circuit_breaker_open,
+)
 
 from . import errors
 
@@ -171,6 +177,7 @@ class Breakers:
         if not granted:
             raise errors.unavailable("breaker_open")
         log.info("breaker of service %s: cooldown over, one trial call goes through", service)
+        _changed(self, service_breaker(service), "half_open", "open")
 
     def open_workers(self, service: str) -> set[str]:
         """Workers of ``service`` whose breaker refuses calls now."""
@@ -212,11 +219,14 @@ class Breakers:
             log.warning("could not record a failure on breakers %s: %s", [n for n, _ in names], exc)
             return
         for (name, _), (failures, opened_until) in zip(names, states, strict=True):
-            was_open = self.views.get(name, View(0, 0)).open_at(now)
+            before = self.views.get(name, View(0, 0))
+            was_open = before.open_at(now)
             self.views[name] = View(int(failures), int(opened_until))
             if not was_open and self.views[name].open_at(now):
                 log.warning("breaker %s opened after %s consecutive failures, for %d ms", name, failures,
                             self.config.cooldown_ms)
+                emit(worker_pool_circuit_breaker_open, self, pool_name=name, consecutive_failures=int(failures))
+                _changed(self, name, "open", "half_open" if before.opened_until_ms else "closed")
 
     def _record_successes(self, names: list[str]) -> None:
         if not names:
@@ -236,6 +246,8 @@ class Breakers:
                 view = self.views.pop(name, None)
                 if view is not None and view.opened_until_ms:
                     log.warning("breaker %s closed: the trial call succeeded", name)
+                    emit(worker_pool_circuit_breaker_close, self, pool_name=name)
+                    _changed(self, name, "closed", "half_open")
 
     # ------------------------------------------------------------------ keeping the view
 
@@ -273,6 +285,10 @@ class Breakers:
                 states[name].setdefault("failures", 0)
                 states[name].setdefault("opened_until_ms", 0)
         return states
+
+
+def _changed(breakers: Breakers, name: str, state: str, previous: str) -> None:
+    emit(breaker_state_change, breakers, name=name, scope=name.partition(":")[0], state=state, previous=previous)
 
 
 def describe(states: dict[str, dict], now_ms: int | None = None) -> list[dict]:

@@ -12,6 +12,7 @@ import argparse
 import ipaddress
 import os
 import sys
+import tempfile
 
 from workers.hooks import load as load_callable
 from workers.settings import Settings, SettingsError
@@ -81,7 +82,12 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                 load_callable(path)
             except Exception as exc:  # an import error of any kind, or not a callable
                 raise SystemExit(f"genapi gateway: {variable}: cannot load {path!r}: {exc}") from None
-    _exec(gateway_argv(args.host, args.port or settings.port, args.workers, args.worker_connections))
+    env = os.environ.copy()
+    if settings.metrics != "off" and not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        # each gunicorn worker process writes its metric values here; a scrape sums them
+        directory = tempfile.mkdtemp(prefix="genapi-metrics-")
+        env.update(PROMETHEUS_MULTIPROC_DIR=directory, GENAPI_METRICS_DIR_OWNED=directory)
+    _exec(gateway_argv(args.host, args.port or settings.port, args.workers, args.worker_connections), env)
     return 0
 
 

@@ -15,6 +15,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,9 @@ from wsproto import WSConnection
 from wsproto.events import Message
 from wsproto.utilities import LocalProtocolError
 
+from workers import signals
 from workers.protocol import INTERNAL_ERROR, UNKNOWN_REQUEST_ID, encode, error_frame
+from workers.signals import emit
 
 from . import pipeline
 from .auth import Identity
@@ -279,6 +282,10 @@ def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool, ad
     an HTTP 500 into the upgraded socket)."""
     conn = Connection(ws, identity, public, gateway.settings.outbound_queue_bytes, address)
     gateway.connections.add(conn)
+    opened, requests = time.monotonic(), 0
+    user_id = identity.user_id if identity else None
+    emit(signals.connection_open, gateway, system_time=time.time_ns(), connection_id=conn.id, user_id=user_id,
+         public=public)
     try:
         while conn.open:
             try:
@@ -287,6 +294,7 @@ def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool, ad
                 break
             if raw is None:
                 continue
+            requests += 1
             try:
                 pipeline.run(gateway, conn, raw)
             except Exception:
@@ -300,3 +308,5 @@ def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool, ad
         if conn.relay_groups:
             gateway.relay.disconnected(conn)
         conn.finish()
+        emit(signals.connection_close, gateway, duration=time.monotonic() - opened, connection_id=conn.id,
+             user_id=user_id, public=public, requests=requests)

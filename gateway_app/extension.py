@@ -15,12 +15,14 @@ import redis
 from flask import Flask, jsonify, request
 from flask_sock import Sock
 
+from workers import logs, signals
 from workers.celery_app import create_celery_app
 from workers.protocol import Keys
 from workers.registry import Registry
 from workers.settings import Settings
+from workers.signals import emit
 
-from . import breakers, connection, dispatch, pipeline
+from . import breakers, connection, dispatch, metrics, pipeline
 from .admin_http import admin_blueprint, bearer_matches
 from .auth import load_authenticator
 from .cache import RegistryCache
@@ -76,6 +78,8 @@ class Gateway:
         self.draining = False
         self._started = False
         self._settings_published = False
+        #: live workers this process last saw (node id → services), for worker.joined/left
+        self._live_workers: dict[str, list[str]] = {}
         self._start_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         if app is not None:
@@ -130,6 +134,11 @@ class Gateway:
         sock.route("/ws", endpoint="genapi_ws")(self._endpoint(public=False))
         if settings.public_ws:
             sock.route("/ws/public", endpoint="genapi_ws_public")(self._endpoint(public=True))
+        logs.access_log("gateway")
+        signals.load_receivers(settings.telemetry_receivers)
+        if settings.metrics != "off":
+            metrics.install()
+            app.add_url_rule("/metrics", "genapi_metrics", self._metrics)
         app.add_url_rule("/healthz", "genapi_healthz", self._liveness)
         app.add_url_rule("/readyz", "genapi_readyz", self._readiness)
         if settings.admin_token:
@@ -204,6 +213,17 @@ class Gateway:
         if bearer_matches(request, self.settings.admin_token):
             body.update(checks=checks, **self.process_status())
         return jsonify(body), 200 if ready else 503
+
+    def _metrics(self):
+        """``/metrics``: Prometheus text. ``GENAPI_METRICS=token`` asks for the admin token
+        (with no admin token configured the route answers 404, like the admin API)."""
+        if self.settings.metrics == "token":
+            if not self.settings.admin_token:
+                return jsonify({"error": "not found"}), 404
+            if not bearer_matches(request, self.settings.admin_token):
+                return jsonify({"error": "admin token required"}), 401, {"WWW-Authenticate": "Bearer"}
+        body, content_type = metrics.render(self)
+        return body, 200, {"Content-Type": content_type}
 
     def process_status(self) -> dict:
         """What this gateway process sees (for operators and tests): nodes, tasks, calls."""
@@ -308,8 +328,10 @@ class Gateway:
 
     def _check_workers(self) -> None:
         """After each registry refresh: calls whose worker died end as ``lost``."""
-        live = {node.node_id for node in self.cache.snapshot.live_nodes(lambda n: True)}
+        nodes = {node.node_id: node for node in self.cache.snapshot.live_nodes(lambda n: True)}
+        live = set(nodes)
         self.replies.lost_workers(live.__contains__)
+        self._announce_workers(nodes)
         if not self._settings_published:
             self._publish_settings()
         if self.breakers is not None:
@@ -317,6 +339,16 @@ class Gateway:
                 self.breakers.load()  # every few seconds, in case an event was missed
             except redis.RedisError as exc:
                 log.warning("could not read the breakers: %s", exc)
+
+    def _announce_workers(self, nodes: dict) -> None:
+        """``worker.joined`` / ``worker.left`` as this process sees live workers change."""
+        known = self._live_workers
+        for node_id in nodes.keys() - known.keys():
+            emit(signals.worker_joined, self, node_id=node_id, services=sorted(nodes[node_id].services))
+        for node_id in known.keys() - nodes.keys():
+            emit(signals.worker_left, self, node_id=node_id, services=known[node_id])
+        if nodes.keys() != known.keys():
+            self._live_workers = {node_id: sorted(node.services) for node_id, node in nodes.items()}
 
     def _publish_settings(self) -> None:
         """Record this gateway's policy settings for ``genapi`` commands run elsewhere

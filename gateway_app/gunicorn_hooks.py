@@ -10,6 +10,9 @@ worker is too slow), then every socket is closed with 1001 "going away".
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
 import signal
 
 import gevent
@@ -36,3 +39,26 @@ def post_worker_init(worker) -> None:
         gevent.spawn(gateway.drain, drain_seconds)
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+def on_starting(server) -> None:
+    """Metrics: stale value files of an earlier run would be summed into this one's."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for path in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(path)
+
+
+def child_exit(server, worker) -> None:
+    """A worker process ended: its connections gauge must stop counting."""
+    from gateway_app import metrics
+
+    metrics.process_exited(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics directory ``genapi gateway`` made for this run (not one an operator chose)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and os.environ.get("GENAPI_METRICS_DIR_OWNED") == directory:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,13 @@ from workers.argtypes import ArgumentError, validate_args
 from workers.funconfig import FunConfig
 from workers.policy_config import RateLimitConfig
 from workers.protocol import INTERNAL_ERROR, UNKNOWN_REQUEST_ID, error_frame, response
+from workers.signals import (
+    emit,
+    executor_request_exception,
+    executor_request_start,
+    executor_request_stop,
+    worker_pool_task_rejected,
+)
 
 from . import builtins, decoding, errors, permissions, ratelimit, relay, versions
 from .breakers import Breakers
@@ -52,6 +60,7 @@ class Call:
     config: FunConfig | None = None
     args: dict | None = None
     choice: Choice | None = None
+    started: float = 0.0
 
     @property
     def request_id(self) -> Any:
@@ -80,7 +89,12 @@ def parse(gateway: Gateway, call: Call) -> None:
 
 def decode(gateway: Gateway, call: Call) -> None:
     """Required fields and their types."""
-    call.request = decoding.decode(call.payload)
+    call.request = request = decoding.decode(call.payload)
+    if executor_request_start.receivers:
+        identity = call.conn.identity
+        emit(executor_request_start, gateway, system_time=time.time_ns(), request_id=request.request_id,
+             service=request.service, request_type=request.request_type, version=request.version,
+             user_id=identity.user_id if identity else None, mode=None)
 
 
 def refuse_when_draining(gateway: Gateway, call: Call) -> None:
@@ -167,7 +181,17 @@ class CheckBreaker:
 
     def __call__(self, gateway: Gateway, call: Call) -> None:
         if self.breakers is not None and self.breakers.views:
-            self.breakers.admit(call.config.service, call.config.timeout)
+            try:
+                self.breakers.admit(call.config.service, call.config.timeout)
+            except Rejected:
+                _breaker_refused(gateway, call, f"service:{call.config.service}")
+                raise
+
+
+def _breaker_refused(gateway: Gateway, call: Call, pool_name: str) -> None:
+    emit(worker_pool_task_rejected, gateway, system_time=time.time_ns(), pool_name=pool_name,
+         reason="circuit_open", request_id=call.request.request_id, service=call.config.service,
+         request_type=call.config.request_type)
 
 
 class SelectNode:
@@ -190,6 +214,7 @@ class SelectNode:
         if tripped:  # fewer workers than the service queue has: "any" picks one of these directly
             serving = [node for node in serving if node.node_id not in tripped]
             if not serving:
+                _breaker_refused(gateway, call, f"worker:{config.service}:*")
                 raise errors.unavailable("worker_breakers_open")
         call.choice = self.selector.select(config, serving, len(snapshot.nodes_for_service(config.service)),
                                            None if config.choose_node_mode == "any" else _facts(call))
@@ -235,13 +260,15 @@ def dispatch(gateway: Gateway, call: Call) -> None:
                       None if config.timeout is None else time.monotonic() + config.timeout / 1000,
                       task=config.task_name, node=call.choice.node, config=config, args=call.args,
                       info=request_info(call) if needs_info(config) or gateway.hooks.after else None,
-                      queue=call.choice.queue)
+                      queue=call.choice.queue, started=call.started or time.monotonic())
     if mode == "none":
         try:
             gateway.replies.fire_and_forget(pending)
         except Exception:
             log.exception("could not send %s to %s", config.task_name, pending.queue)
             raise errors.unavailable("broker_unavailable") from None
+        if executor_request_stop.receivers:
+            _stopped(gateway, call, "dispatched", None, node=pending.node)
         return
     if not gateway.listening:  # the reply would be published to nobody
         raise errors.unavailable("no_reply_subscription")
@@ -260,16 +287,40 @@ def build_steps(selector: NodeSelector, limiter: RateLimiter | None = None,
             SelectNode(selector, breakers), dispatch]
 
 
+def _stopped(gateway: Gateway, call: Call, outcome: str, error: str | None, node: str | None = None) -> None:
+    """``executor.request.stop`` for a request the pipeline answered (or sent as ``none``)."""
+    request, config, identity = call.request, call.config, call.conn.identity
+    mode = config.response_type if config is not None else ("sync" if outcome == "ok" else None)
+    emit(executor_request_stop, gateway, duration=time.monotonic() - call.started,
+         request_id=call.request_id, service=request.service if request else None,
+         request_type=request.request_type if request else None,
+         version=config.version if config is not None else (request.version if request else None),
+         user_id=identity.user_id if identity else None, mode=mode, success=outcome in ("ok", "dispatched"),
+         **{"async": mode in ("async", "stream")}, outcome=outcome, error=error, node=node)
+
+
 def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:
     """Run one frame through the steps; every failure becomes one error frame."""
-    call = Call(conn, raw)
+    call = Call(conn, raw, started=time.monotonic())
     try:
         for step in gateway.steps:
             step(gateway, call)
     except Rejected as rejected:  # found before anything ran: answered in every mode
         conn.send(error_frame(call.request_id, rejected.error, rejected.can_retry))
+        if executor_request_stop.receivers:
+            _stopped(gateway, call, rejected.code, rejected.error)
     except Answered:
-        pass
-    except Exception:
+        if executor_request_stop.receivers:
+            _stopped(gateway, call, "ok", None)
+    except Exception as exc:
         log.exception("unexpected error in the pipeline")
         conn.send(error_frame(call.request_id, INTERNAL_ERROR))
+        if executor_request_exception.receivers:
+            request, identity = call.request, conn.identity
+            emit(executor_request_exception, gateway, duration=time.monotonic() - call.started,
+                 request_id=call.request_id, service=request.service if request else None,
+                 request_type=request.request_type if request else None,
+                 version=request.version if request else None, user_id=identity.user_id if identity else None,
+                 mode=call.config.response_type if call.config is not None else None, kind="error",
+                 reason=f"{type(exc).__name__}: {exc}", stacktrace=traceback.format_exc(), outcome="internal_error",
+                 node=None)

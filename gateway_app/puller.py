@@ -17,12 +17,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 
 import redis
 
+from workers import signals
 from workers.protocol import DESCRIBE_TASK, Keys, service_queue
 from workers.registry import Registry, redis_now_ms
+from workers.signals import emit
 
 from .receiver import Receiver
 
@@ -110,11 +113,18 @@ class Puller:
         outcomes: dict[str, tuple[str, str]] = {}
 
         def pull(service: str) -> None:
+            started = time.monotonic()
+            emit(signals.config_pull_start, self, system_time=time.time_ns(), service=service)
             try:
                 outcomes[service] = self.pull_one(service, versions.get(service))
             except Exception as exc:  # one service's trouble must not stop the others
                 log.exception("pull of %s failed", service)
                 outcomes[service] = ("failed", f"{type(exc).__name__}: {exc}")
+            kind = outcomes[service][0]
+            version = self.client.hget(self.keys.pull_versions, service) if kind != "failed" else None
+            emit(signals.config_pull_stop, self, duration=time.monotonic() - started,
+                 count=1 if kind == "pulled" else 0, service=service,
+                 version=version.decode() if version else None)
 
         threads = [threading.Thread(target=pull, args=(s,), name=f"genapi-pull-{s}", daemon=True)
                    for s in sorted(services)]

@@ -35,6 +35,7 @@ from redis.retry import Retry
 
 from workers.policy_config import GLOBAL, KEY_TYPES, BreakerConfig, Limit, PolicyConfigError, RateLimitConfig
 from workers.protocol import Keys
+from workers.signals import emit, rate_limiter_check, rate_limiter_exceeded, rate_limiter_reset
 
 from . import errors
 
@@ -54,6 +55,11 @@ def key_value(key: str, facts: Mapping[str, Any], args: Mapping[str, Any] | None
     """The value a limit counts by for this request, or ``None`` (not limited by it)."""
     value = facts.get(key) if key in KEY_TYPES else (args or {}).get(key)
     return value if isinstance(value, str) and value else None
+
+
+def _scope_kind(limit: Limit) -> str:
+    """``global`` or ``api`` (a function's own limit), as the original's telemetry names them."""
+    return GLOBAL if limit.service is None else "api"
 
 
 class RateLimiter:
@@ -84,6 +90,22 @@ class RateLimiter:
               args: Mapping[str, Any] | None) -> None:
         """Count this call against every limit it meets; raise ``Rejected`` when one is
         exceeded, or when the limiter cannot be reached and ``fail_open`` is off."""
+        if not rate_limiter_check.receivers:
+            self._check(config, service, request_type, facts, args)
+            return
+        started, result = time.monotonic(), "ok"
+        try:
+            result = self._check(config, service, request_type, facts, args)
+        except errors.Rejected as rejected:
+            result = "exceeded" if rejected.code == "rate_limited" else "unavailable"
+            raise
+        finally:
+            emit(rate_limiter_check, self, duration=time.monotonic() - started, request_id=facts.get("request_id"),
+                 user_id=facts.get("user_id"), instance=self.keys.rate_limits, service=service,
+                 request_type=request_type, result=result)
+
+    def _check(self, config: RateLimitConfig, service: str, request_type: str, facts: Mapping[str, Any],
+               args: Mapping[str, Any] | None) -> str:
         for limit in config.applicable(service, request_type):
             value = key_value(limit.key, facts, args)
             if value is None:
@@ -94,13 +116,18 @@ class RateLimiter:
                     continue
                 reset_at, _ = self.strategy.get_window_stats(item, limit.scope, limit.key, value)
             except Exception as exc:  # the storage's own errors, or a broken connection
-                self._unavailable(config, exc)
-                return
+                return self._unavailable(config, exc)
             log.info("rate limit %s %s=%s (%d per %d ms) exceeded", limit.scope, limit.key, value,
                      limit.max_requests, limit.window_ms)
-            raise errors.too_many_requests(max(0, math.floor(reset_at - time.time())))
+            retry_after = max(0.0, reset_at - time.time())
+            emit(rate_limiter_exceeded, self, retry_after=retry_after, key=f"{limit.scope}:{limit.key}:{value}",
+                 scope=_scope_kind(limit), max_requests=limit.max_requests, current_requests=limit.max_requests,
+                 request_id=facts.get("request_id"), user_id=facts.get("user_id"), service=service,
+                 request_type=request_type)
+            raise errors.too_many_requests(math.floor(retry_after))
+        return "ok"
 
-    def _unavailable(self, config: RateLimitConfig, exc: Exception) -> None:
+    def _unavailable(self, config: RateLimitConfig, exc: Exception) -> str:
         now = time.monotonic()
         if now - self._warned >= _WARN_EVERY:
             self._warned = now
@@ -108,6 +135,7 @@ class RateLimiter:
                         "letting calls through (fail_open)" if config.fail_open else "refusing calls (fail_open off)")
         if not config.fail_open:
             raise errors.rate_limiter_down() from None
+        return "unavailable"
 
     # ------------------------------------------------------------------ operators
 
@@ -142,6 +170,7 @@ class RateLimiter:
         limits = self._in_scope(config, service, request_type, key_type)
         for limit in limits:
             self.strategy.clear(self._item(limit), limit.scope, limit.key, value)
+            emit(rate_limiter_reset, self, key=value, scope=_scope_kind(limit), rate_limit_key=limit.key)
         return len(limits)
 
 

@@ -23,12 +23,13 @@ from typing import Any
 
 import redis
 
-from workers import pushconfig
+from workers import pushconfig, signals
 from workers.allowlist import Allowlist, registration_refusal
 from workers.errors import FunConfigError
 from workers.funconfig import FunConfig, load_funconfig
 from workers.protocol import Keys
 from workers.registry import redis_now_ms
+from workers.signals import emit
 
 from .failed_configs import FailedConfigs
 
@@ -155,6 +156,12 @@ class Receiver:
             pipe.hset(self.keys.pushed, service, json.dumps(record))
             pipe.publish(self.keys.events, json.dumps({"event": "functions", "subject": service}))
             pipe.execute()
+        if source == "push":
+            emit(signals.config_push, self, count=len(configs), service=service, version=data["config_version"])
+        emit(signals.config_batch_add, self, count=len(configs), service=service)
+        for config in configs:
+            emit(signals.config_add, self, service=config.service, request_type=config.request_type,
+                 version=config.version)
 
     # ------------------------------------------------------------------ the inbox
 

@@ -19,6 +19,7 @@ a sweep that one gateway runs every few seconds.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -29,6 +30,7 @@ import redis
 from workers import relay as shared
 from workers.protocol import Keys, encode, response
 from workers.settings import Settings
+from workers.signals import emit, relay_delivered
 
 from . import errors
 from .errors import Rejected
@@ -351,12 +353,22 @@ class Relay:
 
     def on_message(self, data: bytes) -> None:
         """A relay frame for some of this process's connections."""
+        started = time.monotonic()
         header, _, frame = data.partition(b"\n")
         text = frame.decode()
+        delivered = 0
         for conn_id in header.decode().split(","):
             conn = self.connections.get(conn_id)
-            if conn is not None and not conn.send_text(text, terminal=False):
+            if conn is None:
+                continue
+            if conn.send_text(text, terminal=False):
+                delivered += 1
+            else:
                 log.info("relay frame dropped for connection %s (closed or not reading)", conn_id)
+        if relay_delivered.receivers:
+            result = _frame_result(text)
+            emit(relay_delivered, self, group_id=result.get("group_id"), recipients=delivered,
+                 duration=time.monotonic() - started)
 
     def disconnected(self, conn: Connection) -> None:
         """The connection closed: it leaves every group it joined (a creator is detached)."""
@@ -426,3 +438,12 @@ def _target(args: dict) -> str:
 
 
 __all__ = ["Relay", "SERVICE"]
+
+
+def _frame_result(text: str) -> dict:
+    """The ``result`` object of a relay frame (for telemetry only)."""
+    try:
+        result = json.loads(text).get("result")
+    except (ValueError, AttributeError):
+        return {}
+    return result if isinstance(result, dict) else {}

@@ -34,6 +34,7 @@ from workers.protocol import (
     internal_error,
     response,
 )
+from workers.signals import emit, executor_request_exception, executor_request_stop, stream_chunks
 
 from .deliveries import Handle, Pending, call_key
 from .retry import policy as retry_policy
@@ -45,6 +46,8 @@ log = logging.getLogger("genapi.gateway")
 
 #: outcomes a worker produced; the others come from the gateway itself
 FROM_WORKER = frozenset({"result", "error", "last", "end", "rejected"})
+#: what ``executor.request.stop`` (and the metrics' ``outcome`` label) calls each kind
+OUTCOME_NAMES = {"result": "ok", "last": "ok", "end": "ok", "error": "error", "rejected": "rejected"}
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ class Replies:
         """Send the current attempt to ``queue``; a broker failure settles the call."""
         header = TaskHeader(reply=self.gateway.reply_channel, ref=pending.ref, deadline=_wall_deadline(pending),
                             mode=pending.response_type, info=pending.info,
-                            track=pending.node is None and needs_tracking(pending.config))
+                            track=pending.node is None and needs_tracking(pending.config),
+                            request_id=pending.request_id)
         try:
             self._send(pending, queue, header)
         except Exception:
@@ -146,7 +150,7 @@ class Replies:
         """A ``none`` call: sent, never registered, never answered (its worker retries it)."""
         rule = retry_policy(pending.config.retry)
         header = TaskHeader(reply=None, ref=None, deadline=_wall_deadline(pending), mode="none", info=pending.info,
-                            retries=rule[1] if rule else 0)
+                            retries=rule[1] if rule else 0, request_id=pending.request_id)
         self._send(pending, pending.queue, header)
 
     def _send(self, pending: Pending, queue: str, header: TaskHeader) -> None:
@@ -202,12 +206,16 @@ class Replies:
         with pending.lock:
             if self.table.get(pending.ref) is not pending:
                 return  # the call ended: nothing may follow its terminal frame
+            sent = pending.delivered
             for chunk in message.get("data") or ():
                 if not conn.send(response(request_id, result=chunk, success=True, is_async=True, has_more=True),
                                  terminal=False):
                     break
                 pending.delivered += 1
             else:
+                if stream_chunks.receivers:
+                    emit(stream_chunks, self.gateway, count=pending.delivered - sent, request_id=request_id,
+                         service=pending.config.service, request_type=pending.config.request_type)
                 time.sleep(0)  # under gevent: let the connection's writer send them before more come
                 return
         self.settle(pending, Outcome("slow_client", node=message.get("node")))
@@ -248,10 +256,26 @@ class Replies:
             frame = terminal_frame(pending, outcome, self.gateway.detail_error)
             if frame is not None:
                 pending.conn.send(frame)
+        if executor_request_stop.receivers or executor_request_exception.receivers:
+            self._stopped(pending, outcome, frame)
         if outcome.kind in ("cancelled", "disconnected", "slow_client", "draining") and pending.handle is not None \
                 and pending.response_type in ("async", "stream"):
             self.gateway.cancel_remote(pending)  # a sync call's worker just answers into the void
         return True
+
+    def _stopped(self, pending: Pending, outcome: Outcome, frame: dict | None) -> None:
+        config, identity = pending.config, pending.conn.identity
+        name = OUTCOME_NAMES.get(outcome.kind, outcome.kind)
+        fields = dict(duration=time.monotonic() - pending.started, request_id=pending.request_id,
+                      service=config.service, request_type=config.request_type, version=config.version,
+                      user_id=identity.user_id if identity else None, mode=pending.response_type,
+                      outcome=name, node=pending.node)
+        if outcome.unexpected and outcome.kind == "error":  # the function raised: "an exception escaped"
+            emit(executor_request_exception, self.gateway, **fields, kind="error", reason=outcome.error,
+                 stacktrace=None)
+        else:
+            emit(executor_request_stop, self.gateway, **fields, success=name == "ok",
+                 **{"async": pending.response_type != "sync"}, error=frame["error"] if frame is not None else None)
 
     def timed_out(self, pending: Pending) -> None:
         """The sweeper's callback: the call's deadline passed."""

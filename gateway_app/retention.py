@@ -16,6 +16,7 @@ import redis
 
 from workers.protocol import Keys, task_name
 from workers.registry import Registry, redis_now_ms
+from workers.signals import config_delete, emit
 
 log = logging.getLogger("genapi.registry")
 
@@ -73,3 +74,6 @@ class Retention:
             pipe.execute()
         log.info("retention: removed %s, unserved for more than %ss", ", ".join(sorted(expired)),
                  self.retention_ms // 1000)
+        for field in expired:
+            service, request_type, version = Keys.parse_field(field)
+            emit(config_delete, self, service=service, request_type=request_type, version=version)

@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from workers.backoff import backoff_ms
+from workers.signals import emit, executor_retry, executor_retry_exhausted
 
 from .deliveries import Pending
 
@@ -53,9 +54,14 @@ class Retry:
             return False
         mode, n = rule
         remaining = n - pending.retries
+        config = pending.config
         if remaining <= 0:
             log.warning("%s: request %r failed after %d attempts (retry exhausted, last: %s %s)",
                         pending.task, pending.request_id, 1 + n, outcome.kind, outcome.error or "")
+            if executor_retry_exhausted.receivers:
+                emit(executor_retry_exhausted, gateway, request_id=pending.request_id, service=config.service,
+                     request_type=config.request_type, mode=mode,
+                     last_error=f"{outcome.kind}: {outcome.error or ''}")
             return False
         delay = backoff_ms(remaining) / 1000
         if pending.deadline is not None and time.monotonic() + delay >= pending.deadline:
@@ -68,6 +74,10 @@ class Retry:
         pending.retries += 1
         log.info("%s: request %r %s on %s; attempt %d of %d in %d ms", pending.task, pending.request_id,
                  outcome.kind, failed_on or "a worker", pending.retries + 1, 1 + n, delay * 1000)
+        if executor_retry.receivers:
+            emit(executor_retry, gateway, attempt=remaining, backoff=delay, request_id=pending.request_id,
+                 service=config.service, request_type=config.request_type, mode=mode, type="remote",
+                 nodes=[failed_on] if failed_on else [])
         gateway.replies.retry_later(pending, delay, same=failed_on if mode == "same_node" else None,
                                     avoid={failed_on} if failed_on and mode == "all_nodes" else set())
         return True

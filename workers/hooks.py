@@ -22,9 +22,11 @@ import importlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from . import signals
 from .errors import GenApiError
 
 log = logging.getLogger("genapi.hooks")
@@ -106,11 +108,31 @@ def rejected(reason: str) -> Rejection:
     return Rejection(HOOK_REJECTED + json.dumps(reason, ensure_ascii=False))
 
 
+def _observed(kind: str, func: Callable, args: tuple, timeout_ms: int) -> Any:
+    """``run_bounded`` between the ``hook.<kind>.start`` and ``.stop``/``.exception`` events."""
+    start, stop, failed = (signals.HOOK_EVENTS[kind, "start"], signals.HOOK_EVENTS[kind, "stop"],
+                           signals.HOOK_EVENTS[kind, "exception"])
+    if not (start.receivers or stop.receivers or failed.receivers):
+        return run_bounded(func, args, timeout_ms)
+    where = {"module": getattr(func, "__module__", None), "function": getattr(func, "__qualname__", repr(func)),
+             "type": kind}
+    began = time.monotonic()
+    signals.emit(start, func, system_time=time.time_ns(), **where)
+    try:
+        value = run_bounded(func, args, timeout_ms)
+    except Exception as exc:
+        signals.emit(failed, func, duration=time.monotonic() - began, **where,
+                     kind="timeout" if isinstance(exc, HookTimeout) else "error", reason=_reason(exc), stacktrace=None)
+        raise
+    signals.emit(stop, func, duration=time.monotonic() - began, **where)
+    return value
+
+
 def before(hook: tuple[Callable, tuple], info: dict, args: dict, timeout_ms: int, name: str = "") -> dict:
     """Run a before hook: the arguments to go on with, or :class:`Rejection`."""
     func, extra = hook
     try:
-        outcome = run_bounded(func, (info, args, *extra), timeout_ms)
+        outcome = _observed("before", func, (info, args, *extra), timeout_ms)
     except Exception as exc:
         if not isinstance(exc, GenApiError):
             log.warning("before_execute hook of %s failed: %s", name or "a call", _reason(exc))
@@ -130,7 +152,7 @@ def after(hook: tuple[Callable, tuple], info: dict, result: Any, timeout_ms: int
     """Run an after hook: its return value, or the original result if it failed."""
     func, extra = hook
     try:
-        return run_bounded(func, (info, result, *extra), timeout_ms)
+        return _observed("after", func, (info, result, *extra), timeout_ms)
     except Exception as exc:
         log.warning("after_execute hook of %s failed (%s); the original result is sent", name or "a call",
                     _reason(exc))

@@ -235,6 +235,10 @@ class TaskHeader:
     track: bool = False
     #: for ``none`` calls, which nobody re-dispatches: retries the worker makes itself
     retries: int = 0
+    #: the client's request id (for the worker's logs and telemetry)
+    request_id: Any = None
+    #: trace context (W3C ``traceparent``…) when tracing is on
+    trace: dict | None = None
 
     HEADER = "genapi"
 
@@ -246,13 +250,17 @@ class TaskHeader:
             data["track"] = True
         if self.retries:
             data["retries"] = self.retries
+        if self.request_id is not None:
+            data["rid"] = self.request_id
+        if self.trace:
+            data["trace"] = self.trace
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> TaskHeader:
         return cls(reply=data.get("reply"), ref=data.get("ref"), deadline=data.get("deadline"),
                    mode=data.get("mode", "sync"), info=data.get("info"), track=bool(data.get("track")),
-                   retries=int(data.get("retries") or 0))
+                   retries=int(data.get("retries") or 0), request_id=data.get("rid"), trace=data.get("trace"))
 
 
 def _reply(kind: str, ref: str, node: str | None, **fields: Any) -> dict:

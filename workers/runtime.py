@@ -15,13 +15,15 @@ import inspect
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from celery import Celery
 
-from . import hooks, pushconfig
+from . import hooks, pushconfig, signals
 from .argtypes import convert
 from .backoff import backoff_ms
 from .errors import GenApiError
@@ -143,7 +145,7 @@ class Guards:
 
 
 def run_call(function: Function, args: dict, header: TaskHeader, node: str, replier: Replier,
-             guards: Guards | None = None) -> None:
+             guards: Guards | None = None) -> Ended:
     """A sync, async or none call. A ``none`` call retries here (nobody else hears of its
     failure), with the original's backoff; the others are retried by the gateway."""
     info = header.info or {}
@@ -154,7 +156,7 @@ def run_call(function: Function, args: dict, header: TaskHeader, node: str, repl
             log.info("%s: refused before running: %s", function.config.task_name, rejection)
             if header.reply:
                 replier.send(header.reply, reply_rejected(header.ref, str(rejection), node))
-            return
+            return Ended("rejected", str(rejection))
     message = _outcome(function, args, header, node)
     remaining = header.retries if header.reply is None else 0
     while message["type"] == "error" and remaining > 0:
@@ -165,23 +167,25 @@ def run_call(function: Function, args: dict, header: TaskHeader, node: str, repl
         message = guards.finish(info, message)
     if header.reply:
         replier.send(header.reply, message)
+    return Ended(message["type"], message.get("error"), bool(message.get("unexpected")))
 
 
 def run_stream(function: Function, args: dict, header: TaskHeader, node: str, task_id: str,
-               replier: Replier, guards: Guards | None = None) -> None:
+               replier: Replier, guards: Guards | None = None) -> Ended:
     """A stream: chunks and one end, until done, cancelled or past the deadline. Its
-    before hook and permission callback run first; an after hook does not apply to chunks."""
+    before hook and permission callback run first; an after hook does not apply to chunks.
+    A handle-driven stream that goes on after the function returned ends as ``streaming``."""
     if guards:
         try:
             args = guards.admit(header.info or {}, args)
         except hooks.Rejection as rejection:
             replier.send(header.reply, reply_rejected(header.ref, str(rejection), node))
-            return
+            return Ended("rejected", str(rejection))
     cancel = threading.Event()
     watcher = CancelWatcher(replier.client, replier.keys.cancel_channel(task_id), cancel)
     if replier.cancelled(task_id):  # cancelled before we subscribed
         watcher.stop()
-        return
+        return Ended("cancelled")
     handle = StreamHandle(replier.publisher(header.reply), header.ref, node, header.deadline, cancel)
     info = dict(header.info or {}, stream=handle)
     try:
@@ -196,9 +200,11 @@ def run_stream(function: Function, args: dict, header: TaskHeader, node: str, ta
     if handle.ended:  # a handle-driven stream may go on after the function returns
         handle.wait(5)
         watcher.stop()
-    else:
-        threading.Thread(target=_stop_when_done, args=(handle, watcher), daemon=True,
-                         name="genapi-stream-watch").start()
+        error, unexpected = handle.failure or (None, False)
+        return Ended(handle.outcome, error, unexpected)
+    threading.Thread(target=_stop_when_done, args=(handle, watcher), daemon=True,
+                     name="genapi-stream-watch").start()
+    return Ended("streaming")
 
 
 def _stop_when_done(handle: StreamHandle, watcher: CancelWatcher) -> None:
@@ -206,6 +212,45 @@ def _stop_when_done(handle: StreamHandle, watcher: CancelWatcher) -> None:
         if handle.cancelled:
             break
     watcher.stop()
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How a call ended on this worker (for telemetry and Flower): the reply's type
+    (``result``, ``error``, ``rejected``, ``last``, ``end``…), its error, and whether the
+    error is an exception the function did not mean to raise."""
+
+    kind: str
+    error: str | None = None
+    unexpected: bool = False
+
+
+def flower_result(outcome: str, detail: str | None = None) -> str:
+    """What a gateway call's task returns, for Flower's *result* column only (results are
+    not stored): the reply itself went to the client over Redis pub/sub."""
+    return f"{outcome}: {detail}" if detail else f"{outcome} (reply sent to the client)"
+
+
+def _observed(task, header: TaskHeader, node: str, serve: Callable[[], Ended]) -> str:
+    """Run ``serve`` between ``worker_pool.task.start`` and ``.stop``, or ``.exception`` when
+    the function raised an exception it did not mean to (or the task itself failed)."""
+    fields = {"pool_name": node, "task": task.name, "task_id": task.request.id,
+              "request_id": header.request_id, "mode": header.mode}
+    started = time.monotonic()
+    signals.emit(signals.worker_pool_task_start, task, system_time=time.time_ns(), **fields)
+    try:
+        ended = serve()
+    except BaseException as exc:
+        signals.emit(signals.worker_pool_task_exception, task, duration=time.monotonic() - started, **fields,
+                     kind="error", reason=describe_exception(exc), stacktrace=traceback.format_exc())
+        raise
+    if ended.unexpected:
+        signals.emit(signals.worker_pool_task_exception, task, duration=time.monotonic() - started, **fields,
+                     kind="error", reason=ended.error, stacktrace=None)
+    else:
+        signals.emit(signals.worker_pool_task_stop, task, duration=time.monotonic() - started, **fields,
+                     outcome=ended.kind)
+    return flower_result(ended.kind, None if header.reply else "mode none")
 
 
 def make_task(app: Celery, function: Function, replier: Replier) -> Callable:
@@ -221,17 +266,22 @@ def make_task(app: Celery, function: Function, replier: Replier) -> Callable:
         node = task.request.hostname
         if header.deadline is not None and time.time() > header.deadline:
             log.info("%s: dropped, the caller's deadline passed before it started", config.task_name)
-            return None
+            return flower_result("dropped", "the caller's deadline passed before it started")
         if header.mode == "async" and replier.cancelled(task.request.id):
             log.info("%s: dropped, cancelled before it started", config.task_name)
-            return None
+            return flower_result("dropped", "cancelled before it started")
         if header.track and header.reply:  # the gateway learns which worker runs it
             replier.send(header.reply, reply_started(header.ref, node))
+        watched = signals.listening(signals.worker_pool_task_stop) or \
+            signals.listening(signals.worker_pool_task_start) or signals.listening(signals.worker_pool_task_exception)
+        if watched:
+            return _observed(task, header, node, lambda: _serve(task, args, header, node))
+        return flower_result(_serve(task, args, header, node).kind, None if header.reply else "mode none")
+
+    def _serve(task, args: dict, header: TaskHeader, node: str) -> Ended:
         if header.mode == "stream" and header.reply:
-            run_stream(function, args, header, node, task.request.id, replier, guards)
-        else:
-            run_call(function, args, header, node, replier, guards)
-        return None
+            return run_stream(function, args, header, node, task.request.id, replier, guards)
+        return run_call(function, args, header, node, replier, guards)
 
     run.__name__ = function.func.__name__
     run.__doc__ = function.func.__doc__

@@ -104,6 +104,26 @@ def _names(env: Mapping[str, str], name: str, allowed: frozenset[str] | None = N
     return names
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (env.get(name) or "").strip().lower() or default
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {env.get(name)!r}")
+    return value
+
+
+def _basic_auth(env: Mapping[str, str]) -> str | None:
+    """``GENAPI_FLOWER_BASIC_AUTH``: ``user:password`` pairs, comma-separated (Flower's format)."""
+    raw = (env.get("GENAPI_FLOWER_BASIC_AUTH") or "").strip()
+    if not raw:
+        return None
+    for pair in raw.split(","):
+        user, _, password = pair.partition(":")
+        if not user.strip() or not password:
+            # never echo the value: it holds a password
+            raise SettingsError("GENAPI_FLOWER_BASIC_AUTH must be user:password (comma-separated for several users)")
+    return raw
+
+
 def _service_configs(env: Mapping[str, str]) -> tuple[str, ...]:
     """``GENAPI_SERVICE_CONFIGS``: service names, comma-separated or as a JSON array; the
     array may also hold the original's service-config objects (only ``service`` is used:
@@ -191,6 +211,20 @@ class Settings:
     relay_max_message_bytes: int = 65536
     relay_max_groups: int = 100
     relay_ttl: float = 30.0
+    #: workers send Celery task events even with no Flower running (``GENAPI_TASK_EVENTS``)
+    task_events: bool = False
+    #: who may read ``GET /metrics``: ``open``, ``token`` (the admin token) or ``off``
+    metrics: str = "open"
+    #: ``text`` (human-readable) or ``json`` (one JSON object per line) log lines
+    log_format: str = "text"
+    #: the gateway's log level (a worker's is Celery's ``-l``)
+    log_level: str = "info"
+    #: ``module:function`` receivers of every telemetry event, loaded at start
+    telemetry_receivers: tuple[str, ...] = ()
+    #: Flower's ``user:password`` (``GENAPI_FLOWER_BASIC_AUTH``); handed to Flower through its environment
+    flower_basic_auth: str | None = field(default=None, repr=False)
+    #: OpenTelemetry spans per call (needs the ``otel`` extra)
+    otel: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -250,6 +284,13 @@ class Settings:
                                              16 * 1024 * 1024),
             relay_max_groups=_integer(env, "GENAPI_RELAY_MAX_GROUPS", cls.relay_max_groups, 1, 100_000),
             relay_ttl=_duration(env, "GENAPI_RELAY_TTL", cls.relay_ttl, 1.0, 60.0),
+            task_events=_flag(env, "GENAPI_TASK_EVENTS", False),
+            metrics=_choice(env, "GENAPI_METRICS", cls.metrics, ("open", "token", "off")),
+            log_format=_choice(env, "GENAPI_LOG_FORMAT", cls.log_format, ("text", "json")),
+            log_level=_choice(env, "GENAPI_LOG_LEVEL", cls.log_level, ("debug", "info", "warning", "error")),
+            telemetry_receivers=_names(env, "GENAPI_TELEMETRY_RECEIVERS"),
+            flower_basic_auth=_basic_auth(env),
+            otel=_flag(env, "GENAPI_OTEL", False),
         )
 
     @property

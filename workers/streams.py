@@ -81,6 +81,9 @@ class StreamHandle:
         self._queue: queue.Queue = queue.Queue(QUEUE_LIMIT)
         self._lock = threading.Lock()
         self._ended = False
+        self._end_kind: str | None = None
+        #: (error, unexpected) when the stream ended with an error
+        self.failure: tuple[str, bool] | None = None
         self.finished = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name="genapi-stream", daemon=True)
         self._sender.start()
@@ -95,6 +98,13 @@ class StreamHandle:
     @property
     def ended(self) -> bool:
         return self._ended
+
+    @property
+    def outcome(self) -> str:
+        """How the stream ended: ``last``, ``end``, ``error``, ``cancelled`` or ``timeout``."""
+        if self._end_kind is not None:
+            return self._end_kind
+        return "cancelled" if self._cancel.is_set() else "timeout" if self.cancelled else "ended"
 
     def send_result(self, chunk: Any) -> bool:
         """Queue one chunk; returns False once the stream is over (nothing is sent then)."""
@@ -112,13 +122,17 @@ class StreamHandle:
         """End the stream with an error (``Internal Server Error``, with detail if enabled).
         ``unexpected``: it comes from an exception the function did not mean to raise
         (the gateway's breakers count those; a deliberate error they do not)."""
-        return self._end(("error", (str(reason), unexpected)))
+        ended = self._end(("error", (str(reason), unexpected)))
+        if ended:
+            self.failure = (str(reason), unexpected)
+        return ended
 
     def _end(self, item: tuple) -> bool:
         with self._lock:
             if self._ended:
                 return False
             self._ended = True
+            self._end_kind = item[0]
         self._queue.put(item)  # the end always gets through, even after a cancel
         return True
 

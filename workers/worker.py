@@ -15,9 +15,15 @@ import time
 
 import redis
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
-from . import pushconfig
+from . import logs, pushconfig, signals
 from .celery_app import create_celery_app
 from .errors import FunConfigError
 from .genapi import Function, GenApi
@@ -202,6 +208,14 @@ def run_worker(module_names: list[str], celery_args: list[str], settings: Settin
     app = build_app(settings, services)
     client = redis.Redis.from_url(settings.redis_url)
     presence = Presence(Registry(client, Keys(settings.key_prefix)), services, settings)
+
+    logs.access_log("worker")
+    signals.load_receivers(settings.telemetry_receivers)
+    if settings.log_format == "json":
+        @after_setup_logger.connect(weak=False)
+        @after_setup_task_logger.connect(weak=False)
+        def _json_lines(logger=None, **kwargs):
+            logs.reformat_handlers(logger, "json")
 
     @worker_ready.connect(weak=False)
     def _ready(sender=None, **kwargs):

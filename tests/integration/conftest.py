@@ -64,10 +64,11 @@ class Stack:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    def start_gateway(self, *workers: subprocess.Popen, **env: str) -> GatewayProcess:
-        """Start a gateway and wait until it is healthy and sees each of ``workers``."""
+    def start_gateway(self, *workers: subprocess.Popen, args: tuple[str, ...] = (), **env: str) -> GatewayProcess:
+        """Start a gateway (``args``: more ``genapi gateway`` options) and wait until it is
+        healthy and sees each of ``workers``."""
         port = processes.free_port()
-        argv = [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1", "--port", str(port)]
+        argv = [sys.executable, "-m", "gateway_app", "gateway", "--host", "127.0.0.1", "--port", str(port), *args]
         process = self._spawn("gateway", argv, self.env(**env))
         gateway = GatewayProcess(process, port)
         processes.wait_until(gateway.healthy, 30, "gateway", process)

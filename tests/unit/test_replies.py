@@ -29,6 +29,7 @@ class StubConnection:
 
     def __init__(self, room: int | None = None) -> None:
         self.open = True
+        self.identity = None
         self.calls: dict = {}
         self.frames: list[dict] = []
         self.room = room

@@ -39,8 +39,8 @@ def make_gateway() -> SimpleNamespace:
 
 
 def pending(retry, deadline: float | None = None, node: str | None = "n1", conn_open: bool = True) -> Pending:
-    return Pending(SimpleNamespace(open=conn_open), "r", "async", deadline, task="svc.add",
-                   config=SimpleNamespace(retry=retry), node=node)
+    return Pending(SimpleNamespace(open=conn_open, identity=None), "r", "async", deadline, task="svc.add",
+                   config=SimpleNamespace(retry=retry, service="svc", request_type="add", version=None), node=node)
 
 
 KINDS = ["result", "last", "end", "error", "timeout", "lost", "cancelled", "disconnected", "draining",
