@@ -151,7 +151,8 @@ def test_retry_breaker_and_limiter_events_carry_their_facts(recorded):
     retry = of(recorded, "executor.retry", request_type="boom")[0]
     assert retry["attempt"] == 1 and retry["mode"] == "all_nodes" and 0 < retry["backoff"] < 5
     assert of(recorded, "executor.retry.exhausted", request_type="boom")[0]["last_error"].startswith("error")
-    assert of(recorded, "worker_pool.circuit_breaker.open", pool_name="service:observed")[0]["consecutive_failures"] == 2
+    opened = of(recorded, "worker_pool.circuit_breaker.open", pool_name="service:observed")[0]
+    assert opened["consecutive_failures"] == 2
     assert of(recorded, "worker_pool.task.rejected", pool_name="service:observed", reason="circuit_open")
     states = [r["state"] for r in of(recorded, "breaker.state_change", name="service:observed")]
     assert states[:1] == ["open"] and "closed" in states
