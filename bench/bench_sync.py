@@ -9,7 +9,8 @@ One fresh ``redis-server`` (free port, temp dir) is started, and on it:
 - the floor, plain Celery as a user runs it: ``python -m celery -A bench.plain_celery worker
   -P solo``, a minimal app of its own (``bench/plain_celery.py``: JSON, Redis broker and
   result backend on database 1, Celery's defaults otherwise, no task events, no GenApi code);
-- ``genapi worker bench.bench_service`` (task events on) and ``genapi gateway`` on database 0;
+- ``genapi worker bench.bench_service`` (no task events unless ``--task-events``) and ``genapi gateway`` on
+  database 0, its ``/metrics`` scraped every ``--scrape`` seconds;
 - a second ``genapi gateway`` (same worker, same Redis) with policies on: ``GENAPI_RATE_LIMITS``
   a global ``user_id`` limit too high to refuse anything in a run (:data:`POLICY_RATE_LIMITS`),
   ``GENAPI_BREAKERS`` unset, i.e. breakers on (the default, as in the first gateway).
@@ -65,7 +66,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -117,9 +120,10 @@ class Stack(BaseStack):
     a second gateway with the rate limit of (p); stopped by PID in :meth:`stop`."""
 
     def __init__(self, workdir: Path, pool: str, concurrency: int, gateway_workers: int,
-                 outbound_queue_bytes: int | None = None, policies: bool = False) -> None:
+                 outbound_queue_bytes: int | None = None, policies: bool = False, task_events: bool = False) -> None:
         self.outbound_queue_bytes = outbound_queue_bytes
         self.policies = policies
+        self.task_events = task_events
         self.worker_options = ["-P", pool] + ([] if pool == "solo" or concurrency is None else ["-c", str(concurrency)])
         self.plain_argv = [sys.executable, "-m", "celery", "-A", PLAIN_MODULE, "worker", "-P", "solo",
                            "-l", "warning", "-n", "plain@%h"]
@@ -138,8 +142,9 @@ class Stack(BaseStack):
     def start(self) -> None:
         self.start_redis()
         self.plain_worker = self.spawn("plain worker", self.plain_argv, self.plain_env())
+        worker_env = self.env() | ({"GENAPI_TASK_EVENTS": "1"} if self.task_events else {})
         self.worker = self.spawn("worker", [sys.executable, "-m", "gateway_app", "worker", "bench.bench_service",
-                                             *self.worker_options], self.env())
+                                             *self.worker_options], worker_env)
         self.gateway = self._spawn_gateway("gateway", self.gateway_port, self.gateway_env())
         if self.policies:
             self.policy_gateway = self._spawn_gateway("policy gateway", self.policy_port, self.policy_env())
@@ -225,6 +230,32 @@ def legs(samples: list[Stamp]) -> tuple[float, float, float, float]:
             median([(r - w) * 1e3 for _, _, w, r in samples]), median([(r - s) * 1e3 for s, _, _, r in samples]))
 
 
+class Scraper:
+    """Scrapes the gateways' ``/metrics`` every ``interval`` seconds on a thread (metrics on, as in production)."""
+
+    def __init__(self, ports: list[int], interval: float) -> None:
+        self.urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+        self.interval = interval
+        self.scrapes = self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-scraper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for url in self.urls:
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as reply:
+                        reply.read()
+                    self.scrapes += 1
+                except OSError:
+                    self.failures += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str, tuple]) -> None:
     b_seq, b_conc, c_seq, c_conc = (phases[k] for k in ("b_seq", "b_conc", "c_seq", "c_conc"))
     n = args.clients
@@ -233,9 +264,16 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
           f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
     print(f"code: {code_version()} in {ROOT}   machine busy before the run: {args.busy_before:.2f} cores"
           + ("  (NOT IDLE: numbers not comparable)" if args.busy_before > 0.15 else ""))
+    scraper = getattr(args, "scraper", None)
+    if scraper is not None:
+        print(f"metrics: /metrics scraped every {scraper.interval:g} s during the run "
+              f"({scraper.scrapes} scrapes, {scraper.failures} failed)")
+    else:
+        print("metrics: not scraped (--scrape 0)")
     print(f"floor (b): {' '.join(['python'] + stack.plain_argv[1:])}   "
           f"(own app, Redis db {PLAIN_DB}, JSON, no task events)")
-    print(f"gateway's worker: genapi worker bench.bench_service {' '.join(stack.worker_options)} (events on: -E)   "
+    events = "task events on: GENAPI_TASK_EVENTS=1" if stack.task_events else "no task events (the default)"
+    print(f"gateway's worker: genapi worker bench.bench_service {' '.join(stack.worker_options)} ({events})   "
           f"gateway: gunicorn -k gevent --workers {stack.gateway_workers}"
           + (f", GENAPI_OUTBOUND_QUEUE_BYTES={stack.outbound_queue_bytes}"
              if stack.outbound_queue_bytes is not None else "")
@@ -442,6 +480,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="record py-spy profiles (collapsed stacks) of each process in each phase into DIR; "
                              "the timings of such a run are perturbed")
     parser.add_argument("--py-spy", default=None, metavar="PATH", help="the py-spy binary (default: on PATH)")
+    parser.add_argument("--task-events", action="store_true",
+                        help="the gateway's worker sends Celery task events (GENAPI_TASK_EVENTS=1), as with Flower")
+    parser.add_argument("--scrape", type=float, default=5.0, metavar="SECONDS",
+                        help="GET each gateway's /metrics this often during the run, as Prometheus would "
+                             "(default 5; 0: never)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with the process logs")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.clients < 1 or args.rounds < 1:
@@ -494,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminated)
     workdir = Path(tempfile.mkdtemp(prefix="genapi-bench-"))
     stack = Stack(workdir, args.pool, args.concurrency, args.gateway_workers, args.outbound_queue_bytes,
-                  args.policies)
+                  args.policies, args.task_events)
+    scraper = None
     client = plain_client = old_app = profiler = None
     failed = True
     try:
@@ -515,6 +559,10 @@ def main(argv: list[str] | None = None) -> int:
             pin([int(t) for t in os.listdir(f"/proc/{os.getpid()}/task")], args.layout["client"])
         client = redis.Redis(port=stack.redis_port)
         plain_client = redis.Redis(port=stack.redis_port, db=PLAIN_DB)
+        if args.scrape:
+            ports = [stack.gateway_port] + ([stack.policy_port] if args.policies else [])
+            scraper = Scraper(ports, args.scrape)
+            args.scraper = scraper
         if args.profile:
             py_spy = args.py_spy or shutil.which("py-spy")
             if not py_spy:
@@ -588,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if profiler is not None:
             profiler.stop()
+        if scraper is not None:
+            scraper.stop()
         plain = getattr(stack, "plain", None)
         for closable in (old_app, plain and plain.app, client, plain_client):
             if closable is not None:

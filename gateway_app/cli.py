@@ -63,6 +63,16 @@ def _warn(message: str) -> None:
     print(f"genapi: warning: {message}", file=sys.stderr, flush=True)
 
 
+def _require_tracing(settings: Settings, command: str) -> None:
+    if settings.otel:
+        from workers.tracing import TracingError, require
+
+        try:
+            require()
+        except TracingError as exc:
+            raise SystemExit(f"genapi {command}: {exc}") from None
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings.uses_dev_secret and not is_loopback(args.host):
@@ -82,6 +92,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                 load_callable(path)
             except Exception as exc:  # an import error of any kind, or not a callable
                 raise SystemExit(f"genapi gateway: {variable}: cannot load {path!r}: {exc}") from None
+    _require_tracing(settings, "gateway")
     env = os.environ.copy()
     if settings.metrics != "off" and not env.get("PROMETHEUS_MULTIPROC_DIR"):
         # each gunicorn worker process writes its metric values here; a scrape sums them
@@ -95,6 +106,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.worker import run_worker
 
     settings = _settings()
+    _require_tracing(settings, "worker")
     sys.path.insert(0, os.getcwd())
     run_worker(args.modules, args.celery_args, settings)
     return 0

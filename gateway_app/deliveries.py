@@ -64,6 +64,8 @@ class Pending:
     started: float = field(default_factory=time.monotonic)
     #: stream chunks sent to the client so far (a stream that sent some is never retried)
     delivered: int = 0
+    #: the call's OpenTelemetry span (``GENAPI_OTEL``), ended with its terminal frame
+    span: Any = None
     #: held while a frame of this call is queued or an attempt is sent, so no chunk follows
     #: its terminal frame and no attempt starts after it ended (re-entrant: a failed send
     #: settles the call while sending)

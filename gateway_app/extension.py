@@ -15,7 +15,7 @@ import redis
 from flask import Flask, jsonify, request
 from flask_sock import Sock
 
-from workers import logs, signals
+from workers import logs, signals, tracing
 from workers.celery_app import create_celery_app
 from workers.protocol import Keys
 from workers.registry import Registry
@@ -135,6 +135,8 @@ class Gateway:
         if settings.public_ws:
             sock.route("/ws/public", endpoint="genapi_ws_public")(self._endpoint(public=True))
         logs.access_log("gateway")
+        #: OpenTelemetry spans per call (``GENAPI_OTEL``), or None
+        self.tracing = tracing.install(settings.otel, "gateway")
         signals.load_receivers(settings.telemetry_receivers)
         if settings.metrics != "off":
             metrics.install()

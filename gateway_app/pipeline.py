@@ -261,6 +261,9 @@ def dispatch(gateway: Gateway, call: Call) -> None:
                       task=config.task_name, node=call.choice.node, config=config, args=call.args,
                       info=request_info(call) if needs_info(config) or gateway.hooks.after else None,
                       queue=call.choice.queue, started=call.started or time.monotonic())
+    if gateway.tracing is not None:
+        pending.span = gateway.tracing.server_span(config.service, config.request_type, pending.started,
+                                                   _span_attributes(call))
     if mode == "none":
         try:
             gateway.replies.fire_and_forget(pending)
@@ -269,6 +272,8 @@ def dispatch(gateway: Gateway, call: Call) -> None:
             raise errors.unavailable("broker_unavailable") from None
         if executor_request_stop.receivers:
             _stopped(gateway, call, "dispatched", None, node=pending.node)
+        if pending.span is not None:
+            gateway.tracing.end(pending.span, "dispatched")
         return
     if not gateway.listening:  # the reply would be published to nobody
         raise errors.unavailable("no_reply_subscription")
@@ -285,6 +290,13 @@ def build_steps(selector: NodeSelector, limiter: RateLimiter | None = None,
     return [authenticate, parse, decode, refuse_when_draining, answer_builtin, resolve, authorize,
             RateLimit(limiter, limits), validate, run_gateway_hooks, CheckBreaker(breakers),
             SelectNode(selector, breakers), dispatch]
+
+
+def _span_attributes(call: Call) -> dict:
+    request, config = call.request, call.config
+    return {"rpc.system": "genapi", "rpc.service": config.service, "rpc.method": config.request_type,
+            "genapi.version": config.version or "", "genapi.mode": config.response_type,
+            "genapi.request_id": str(request.request_id)}
 
 
 def _stopped(gateway: Gateway, call: Call, outcome: str, error: str | None, node: str | None = None) -> None:
@@ -309,6 +321,10 @@ def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:
         conn.send(error_frame(call.request_id, rejected.error, rejected.can_retry))
         if executor_request_stop.receivers:
             _stopped(gateway, call, rejected.code, rejected.error)
+        if gateway.tracing is not None and call.config is not None:
+            span = gateway.tracing.server_span(call.config.service, call.config.request_type, call.started,
+                                               _span_attributes(call))
+            gateway.tracing.end(span, rejected.code, rejected.error)
     except Answered:
         if executor_request_stop.receivers:
             _stopped(gateway, call, "ok", None)

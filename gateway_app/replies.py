@@ -136,7 +136,7 @@ class Replies:
         header = TaskHeader(reply=self.gateway.reply_channel, ref=pending.ref, deadline=_wall_deadline(pending),
                             mode=pending.response_type, info=pending.info,
                             track=pending.node is None and needs_tracking(pending.config),
-                            request_id=pending.request_id)
+                            request_id=pending.request_id, trace=self._trace(pending))
         try:
             self._send(pending, queue, header)
         except Exception:
@@ -150,8 +150,11 @@ class Replies:
         """A ``none`` call: sent, never registered, never answered (its worker retries it)."""
         rule = retry_policy(pending.config.retry)
         header = TaskHeader(reply=None, ref=None, deadline=_wall_deadline(pending), mode="none", info=pending.info,
-                            retries=rule[1] if rule else 0, request_id=pending.request_id)
+                            retries=rule[1] if rule else 0, request_id=pending.request_id, trace=self._trace(pending))
         self._send(pending, pending.queue, header)
+
+    def _trace(self, pending: Pending) -> dict | None:
+        return self.gateway.tracing.carrier(pending.span) if pending.span is not None else None
 
     def _send(self, pending: Pending, queue: str, header: TaskHeader) -> None:
         timeout = None if header.deadline is None else max(header.deadline - time.time(), 0.001)
@@ -258,6 +261,9 @@ class Replies:
                 pending.conn.send(frame)
         if executor_request_stop.receivers or executor_request_exception.receivers:
             self._stopped(pending, outcome, frame)
+        if pending.span is not None:
+            self.gateway.tracing.end(pending.span, OUTCOME_NAMES.get(outcome.kind, outcome.kind),
+                                     frame["error"] if frame is not None else None)
         if outcome.kind in ("cancelled", "disconnected", "slow_client", "draining") and pending.handle is not None \
                 and pending.response_type in ("async", "stream"):
             self.gateway.cancel_remote(pending)  # a sync call's worker just answers into the void

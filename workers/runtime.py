@@ -23,7 +23,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from . import hooks, pushconfig, signals
+from . import hooks, pushconfig, signals, tracing
 from .argtypes import convert
 from .backoff import backoff_ms
 from .errors import GenApiError
@@ -272,6 +272,13 @@ def make_task(app: Celery, function: Function, replier: Replier) -> Callable:
             return flower_result("dropped", "cancelled before it started")
         if header.track and header.reply:  # the gateway learns which worker runs it
             replier.send(header.reply, reply_started(header.ref, node))
+        if header.trace:
+            with tracing.task_span(task.name, header.trace, {"genapi.mode": header.mode,
+                                                             "genapi.request_id": str(header.request_id)}):
+                return _run(task, args, header, node)
+        return _run(task, args, header, node)
+
+    def _run(task, args: dict, header: TaskHeader, node: str) -> str:
         watched = signals.listening(signals.worker_pool_task_stop) or \
             signals.listening(signals.worker_pool_task_start) or signals.listening(signals.worker_pool_task_exception)
         if watched:

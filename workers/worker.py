@@ -23,7 +23,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from . import logs, pushconfig, signals
+from . import logs, pushconfig, signals, tracing
 from .celery_app import create_celery_app
 from .errors import FunConfigError
 from .genapi import Function, GenApi
@@ -210,6 +210,7 @@ def run_worker(module_names: list[str], celery_args: list[str], settings: Settin
     presence = Presence(Registry(client, Keys(settings.key_prefix)), services, settings)
 
     logs.access_log("worker")
+    tracing.install(settings.otel, "worker")
     signals.load_receivers(settings.telemetry_receivers)
     if settings.log_format == "json":
         @after_setup_logger.connect(weak=False)
