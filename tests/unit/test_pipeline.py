@@ -65,7 +65,8 @@ def make_gateway(configs, nodes=None, dispatcher=None, listening=True):
         settings=Settings(), steps=pipeline.build_steps(NodeSelector(None, Keys())), deliveries=Deliveries(),
         cache=SimpleNamespace(snapshot=Snapshot(functions, nodes)),
         dispatcher=dispatcher or RecordingDispatcher(), reply_channel="genapi:reply:test",
-        listening=listening, draining=False, detail_error=False, hooks=GatewayHooks(5000), breakers=None)
+        listening=listening, draining=False, detail_error=False, hooks=GatewayHooks(5000), breakers=None,
+        tracing=None)
     gateway.replies = Replies(gateway)
     return gateway
 
