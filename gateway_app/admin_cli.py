@@ -236,8 +236,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                              ("pushed-services", cmd_pushed_services, "the last push of each service")):
         _with_json(sub.add_parser(name, help=text)).set_defaults(admin_func=func)
 
-    from . import policy_cli  # it builds on the helpers above
+    from . import diagnostics_cli, policy_cli  # they build on the helpers above
     policy_cli.add_commands(sub, verbs)
+    diagnostics_cli.add_commands(sub)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

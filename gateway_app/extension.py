@@ -22,7 +22,7 @@ from workers.registry import Registry
 from workers.settings import Settings
 from workers.signals import emit
 
-from . import breakers, connection, dispatch, metrics, pipeline
+from . import breakers, connection, diagnostics, dispatch, metrics, pipeline
 from .admin_http import admin_blueprint, bearer_matches
 from .auth import load_authenticator
 from .cache import RegistryCache
@@ -81,6 +81,8 @@ class Gateway:
         #: live workers this process last saw (node id → services), for worker.joined/left
         self._live_workers: dict[str, list[str]] = {}
         self._start_lock = threading.Lock()
+        #: /readyz's own short-timeout clients (a frozen Redis makes it 503, never hang)
+        self._probes = diagnostics.Probes()
         self._threads: list[threading.Thread] = []
         if app is not None:
             self.init_app(app)
@@ -110,7 +112,7 @@ class Gateway:
         self.steps = pipeline.build_steps(self.selector, self.limiter, settings.rate_limits, self.breakers)
         if self.dispatcher is None:
             self.dispatcher = dispatch.for_broker(
-                settings.broker_url, lambda: create_celery_app(settings, name="genapi-gateway"))
+                settings.broker_url, lambda: create_celery_app(settings, name="genapi-gateway"), settings.task_events)
         self.receiver = Receiver(self.redis, self.keys, FailedConfigs(self.redis, self.keys), settings.push_token,
                                  settings.registration_allowlist)
         puller = Puller(self.redis, self.keys, registry, self.receiver, self.dispatcher, settings.service_configs,
@@ -193,23 +195,27 @@ class Gateway:
         return request.remote_addr
 
     def _liveness(self):
-        """``/healthz``: the process answers. Nothing about its internals."""
-        return jsonify({"status": "ok"})
+        """``/healthz``: the process answers; Redis is not asked (liveness is not readiness).
+        ``status`` is ``ok``, or ``degraded`` when open file descriptors near the limit;
+        the process's details (pid, uptime, memory, threads, descriptors, WebSockets) need
+        the admin token."""
+        report = diagnostics.liveness(self.gateway_id, len(self.connections))
+        if not bearer_matches(request, self.settings.admin_token):
+            report = {"status": report["status"]}
+        return jsonify(report)
 
     def _readiness(self):
         """``/readyz``: 200 when Redis, the broker and the reply subscription are up and the
         process is not draining, else 503 (a load balancer stops sending new clients). The
-        details (which check failed, this process's view) need the admin token."""
+        details (which check failed, this process's view) need the admin token. Each probe
+        gives up within seconds, on clients of its own: a frozen Redis makes it 503, never hang."""
         self.start()
-        checks = {"redis": "ok", "broker": "ok", "reply_subscription": "ok" if self.listening else "not subscribed",
+        probes = self._probes
+        checks = {"redis": probes.redis(self.settings.redis_url), "broker": "ok",
+                  "reply_subscription": "ok" if self.listening else "not subscribed",
                   "accepting_calls": "draining" if self.draining else "ok"}
-        try:
-            self.redis.ping()
-        except redis.RedisError as exc:
-            checks["redis"] = f"unavailable: {exc}"
-        if not self.settings.broker_url.startswith(("redis://", "rediss://", "unix://")) or \
-                self.settings.broker_url != self.settings.redis_url:
-            checks["broker"] = dispatch.broker_check(self.dispatcher)
+        if self.settings.broker_url != self.settings.redis_url:
+            checks["broker"] = probes.broker(self.settings.broker_url, self.dispatcher)
         ready = all(value == "ok" for value in checks.values())
         body: dict[str, Any] = {"status": "ok" if ready else "unavailable"}
         if bearer_matches(request, self.settings.admin_token):
