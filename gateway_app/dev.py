@@ -4,6 +4,11 @@ Starts its own ``redis-server`` on a free port in a temporary directory (unless
 ``GENAPI_REDIS_URL`` is set), then the gateway, a worker serving the demo service, and
 Flower. Child output goes to log files in that directory; their last lines are shown if a
 child fails.
+
+Every call shows in Flower at once: the worker and the gateway run with task events on
+(``GENAPI_TASK_EVENTS=1`` unless set otherwise), and Flower, without authentication on
+127.0.0.1, starts once the worker has registered (``genapi flower`` waits for it), so the
+worker list it takes at start has the worker in it.
 """
 
 from __future__ import annotations
@@ -58,6 +63,10 @@ def run_dev(port: int | None = None, flower_port: int = 5555, modules: list[str]
     env.setdefault("GENAPI_SECRET_KEY", secrets.token_urlsafe(32))
     env.setdefault("GENAPI_ADMIN_TOKEN", secrets.token_urlsafe(24))
     env["PYTHONUNBUFFERED"] = "1"
+    if not env.get("GENAPI_TASK_EVENTS"):
+        env["GENAPI_TASK_EVENTS"] = "1"  # a call shows in Flower from the moment it is sent
+    for variable in ("GENAPI_FLOWER_BASIC_AUTH", "FLOWER_BASIC_AUTH"):
+        env.pop(variable, None)  # Flower on 127.0.0.1 without a password, like the rest of dev
     children: list[tuple[str, subprocess.Popen, Path]] = []
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 

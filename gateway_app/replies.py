@@ -158,7 +158,8 @@ class Replies:
 
     def _send(self, pending: Pending, queue: str, header: TaskHeader) -> None:
         timeout = None if header.deadline is None else max(header.deadline - time.time(), 0.001)
-        handle = self.gateway.dispatcher.send(pending.task, pending.args, queue, timeout, header.to_json())
+        handle = self.gateway.dispatcher.send(pending.task, pending.args, queue, timeout, header.to_json(),
+                                              sensitive=pending.config.sensitive)
         pending.handle = Handle(handle.task_id, handle.queue, pending.node) if handle is not None else None
 
     def retry_later(self, pending: Pending, delay: float, same: str | None, avoid: set[str]) -> None:

@@ -45,6 +45,8 @@ class FunConfig:
     hook_timeout: int = 5000
     request_info: bool = False
     disabled: bool = False
+    #: declared arguments whose values Flower and the logs show as ``'***'``
+    sensitive: tuple[str, ...] = ()
 
     @property
     def task_name(self) -> str:
@@ -56,8 +58,12 @@ class FunConfig:
         return (self.service, self.request_type, self.version)
 
     def to_json(self) -> dict:
-        """The JSON form stored in Redis; ``FunConfigSchema().load`` reads it back."""
-        return {
+        """The JSON form stored in Redis; ``FunConfigSchema().load`` reads it back.
+
+        ``sensitive`` is written only when it names arguments: a function without it keeps the
+        JSON (and the config version hash) it had before the field existed, so gateways that
+        do not know the field still accept it."""
+        data = {
             "service": self.service,
             "request_type": self.request_type,
             "version": self.version,
@@ -75,6 +81,9 @@ class FunConfig:
             "request_info": self.request_info,
             "disabled": self.disabled,
         }
+        if self.sensitive:
+            data["sensitive"] = list(self.sensitive)
+        return data
 
 
 # ------------------------------------------------------------------- field checks
@@ -187,6 +196,11 @@ def _check_positive_int(what: str):
     return check
 
 
+def _check_sensitive(value: Any) -> None:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) and name for name in value):
+        _fail(f"sensitive must be a list of argument names, got {value!r}")
+
+
 def _check_bool(what: str):
     def check(value: Any) -> None:
         if not isinstance(value, bool):
@@ -220,6 +234,7 @@ class FunConfigSchema(Schema):
     hook_timeout = fields.Raw(load_default=5000, validate=_check_positive_int("hook_timeout"))
     request_info = fields.Raw(load_default=False, validate=_check_bool("request_info"))
     disabled = fields.Raw(load_default=False, validate=_check_bool("disabled"))
+    sensitive = fields.Raw(load_default=(), validate=_check_sensitive)
 
     @validates_schema(skip_on_field_errors=False)
     def _check_arguments(self, data: dict, **kwargs: Any) -> None:
@@ -232,6 +247,7 @@ class FunConfigSchema(Schema):
                      if data["arg_orders"] == "map" else "arg_types does not declare")
             raise ValidationError(f"check_permission names argument {mode['arg']!r}, which {where}",
                                   "check_permission")
+        data["sensitive"] = _check_sensitive_declared(specs, data.get("sensitive"))
 
     @post_load
     def _build(self, data: dict, **kwargs: Any) -> FunConfig:
@@ -284,6 +300,17 @@ def _check_arg_orders(specs: dict[str, ArgSpec], orders: Any) -> tuple[str, ...]
             f"arg_orders {list(orders)!r} must name each declared argument exactly once "
             f"(declared: {', '.join(specs) or 'none'})", "arg_orders")
     return tuple(orders)
+
+
+def _check_sensitive_declared(specs: dict[str, ArgSpec], names: Any) -> tuple[str, ...]:
+    """Each sensitive name is a declared argument (a typo would otherwise show the value)."""
+    if not isinstance(names, (list, tuple)):
+        return ()  # the field check has already reported it
+    for name in names:
+        if name not in specs:
+            raise ValidationError(f"sensitive names argument {name!r}, which arg_types does not declare "
+                                  f"(declared: {', '.join(specs) or 'none'})", "sensitive")
+    return tuple(dict.fromkeys(names))
 
 
 _SCHEMA = FunConfigSchema()

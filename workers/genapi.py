@@ -17,7 +17,7 @@ from .funconfig import FunConfig, check_service_name, load_funconfig
 _OPTIONS = (
     "version", "arg_types", "arg_orders", "response_type", "timeout", "choose_node_mode",
     "check_permission", "permission_callback", "retry", "before_execute", "after_execute",
-    "hook_timeout", "request_info", "disabled",
+    "hook_timeout", "request_info", "disabled", "sensitive",
 )
 
 

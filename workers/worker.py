@@ -22,6 +22,7 @@ from celery.signals import (
     worker_shutdown,
     worker_shutting_down,
 )
+from celery.worker.request import Request
 
 from . import logs, pushconfig, signals, tracing
 from .celery_app import create_celery_app
@@ -167,10 +168,21 @@ class Presence:
         self._gone.set()
 
 
+class RedactedRequest(Request):
+    """A call as the worker's remote control reports it (``inspect reserved``, ``scheduled``,
+    ``query_task``: what Flower's worker page lists): with the argument reprs of the message,
+    where the gateway wrote each sensitive argument as ``'***'``, never the values."""
+
+    def info(self, safe: bool = False) -> dict:
+        """The request's summary; always the safe form, whatever the caller asked for."""
+        return super().info(safe=True)
+
+
 def build_app(settings: Settings, services: list[GenApi]) -> Celery:
     """A Celery app with one task per function (they publish their replies), and the
     control task that answers a gateway's pull."""
     app = create_celery_app(settings)
+    app.Task.Request = RedactedRequest  # every task made below, the functions' and the control one
     replier = Replier(settings.redis_url, Keys(settings.key_prefix))
     for function in all_functions(services):
         make_task(app, function, replier)
@@ -178,8 +190,14 @@ def build_app(settings: Settings, services: list[GenApi]) -> Celery:
     return app
 
 
-def worker_argv(services: list[GenApi], celery_args: list[str]) -> list[str]:
-    """``celery worker`` arguments: events on, the service queues, a distinct node name."""
+#: the ``celery worker`` flags that turn task events on
+TASK_EVENT_FLAGS = ("-E", "--task-events", "--events")
+
+
+def worker_argv(services: list[GenApi], celery_args: list[str], task_events: bool = False) -> list[str]:
+    """``celery worker`` arguments: the service queues, a distinct node name, and ``-E`` only
+    with ``task_events`` (``GENAPI_TASK_EVENTS``). Events cost about 0.5 ms per call and Flower
+    turns them on in every worker it sees while it runs; a user's own ``-E`` passes through."""
     queues = [service_queue(api.service) for api in services]
     args: list[str] = []
     rest = iter(celery_args)
@@ -196,7 +214,9 @@ def worker_argv(services: list[GenApi], celery_args: list[str]) -> list[str]:
         else:
             args.append(arg)
     queues = [q for q in queues if q]
-    argv = ["worker", "-E", "-Q", ",".join(dict.fromkeys(queues)), "--without-gossip", "--without-mingle"]
+    argv = ["worker", "-Q", ",".join(dict.fromkeys(queues)), "--without-gossip", "--without-mingle"]
+    if task_events and not any(a in TASK_EVENT_FLAGS for a in args):
+        argv.append("-E")
     if not any(a in ("-n", "--hostname") or a.startswith("--hostname=") for a in args):
         argv += ["-n", f"genapi-{os.getpid()}@%h"]
     return argv + args
@@ -234,4 +254,4 @@ def run_worker(module_names: list[str], celery_args: list[str], settings: Settin
     def _shutdown(sender=None, **kwargs):
         presence.stop()  # a no-op if the thread above already left
 
-    app.worker_main(worker_argv(services, celery_args))
+    app.worker_main(worker_argv(services, celery_args, settings.task_events))

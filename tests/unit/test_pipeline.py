@@ -39,7 +39,7 @@ class RecordingDispatcher:
         self.sent: list[tuple] = []
         self.fail = fail
 
-    def send(self, task_name, args, queue, timeout_s, meta):
+    def send(self, task_name, args, queue, timeout_s, meta, *, sensitive=()):
         if self.fail:
             raise ConnectionError("broker down")
         self.sent.append((task_name, args, queue, timeout_s, meta))

@@ -47,7 +47,7 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.sent: list[tuple] = []
 
-    def send(self, task_name, args, queue, timeout_s, meta):
+    def send(self, task_name, args, queue, timeout_s, meta, *, sensitive=()):
         self.sent.append((task_name, args, queue, timeout_s, meta))
         return Handle(f"task-{len(self.sent)}", queue)
 
@@ -209,7 +209,7 @@ def test_the_worker_of_a_sync_call_is_never_told_to_stop():
 def test_a_failed_dispatch_answers_unavailable_and_forgets_the_call():
     gateway, conn = make_gateway(), StubConnection()
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise ConnectionError("broker down")
 
     gateway.dispatcher.send = broken
