@@ -58,6 +58,9 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.registry = registry
+        #: (service, request_type, mode, outcome) → (counter, histogram) children; bounded by
+        #: the registered functions (unresolved names all map to the empty labels)
+        self._series: dict[tuple, tuple] = {}
         kwargs = {"registry": registry}
         self.connections = Gauge("genapi_connections", "Open WebSocket connections.",
                                  multiprocess_mode="livesum", **kwargs)
@@ -112,11 +115,15 @@ class Metrics:
         self.connections.dec()
 
     def _answered(self, sender, *, service, request_type, mode, outcome, duration, **fields) -> None:
-        if outcome in UNRESOLVED:
-            service = request_type = ""
-        service, request_type, mode = service or "", request_type or "", mode or ""
-        self.requests.labels(service, request_type, mode, outcome).inc()
-        self.duration.labels(service, request_type, mode).observe(duration)
+        if outcome in UNRESOLVED:  # names a client made up: never a series (nor a cache entry) of their own
+            service = request_type = mode = None
+        key = (service, request_type, mode, outcome)
+        series = self._series.get(key)
+        if series is None:  # labels() costs more than the update itself: look each series up once
+            labels = (service or "", request_type or "", mode or "")
+            series = self._series[key] = (self.requests.labels(*labels, outcome), self.duration.labels(*labels))
+        series[0].inc()
+        series[1].observe(duration)
 
     def _crashed(self, sender, *, service, request_type, mode, duration, outcome, **fields) -> None:
         self._answered(sender, service=service, request_type=request_type, mode=mode, outcome=outcome,

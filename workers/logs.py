@@ -88,22 +88,24 @@ def reformat_handlers(logger: logging.Logger, log_format: str) -> None:
         handler.setFormatter(formatter(log_format))
 
 
-def _request_line(sender, **fields) -> None:
-    if not access.isEnabledFor(logging.INFO):
-        return
-    line = {key: fields.get(key) for key in REQUEST_FIELDS if key != "duration_ms"}
+def _line(message: str, names: tuple[str, ...], fields: dict) -> None:
+    """One access line; built without logging's search for the caller (it runs per request)."""
+    line = {key: fields.get(key) for key in names}
     line["duration_ms"] = round(fields["duration"] * 1000, 3)
-    access.info("request", extra={FIELDS: {key: line[key] for key in REQUEST_FIELDS}})
+    record = access.makeRecord(access.name, logging.INFO, __file__, 0, message, (), None, extra={FIELDS: line})
+    access.handle(record)
+
+
+def _request_line(sender, **fields) -> None:
+    if access.isEnabledFor(logging.INFO):
+        _line("request", REQUEST_FIELDS, fields)
 
 
 def _call_line(sender, **fields) -> None:
-    if not access.isEnabledFor(logging.INFO):
-        return
-    line = {key: fields.get(key) for key in CALL_FIELDS if key != "duration_ms"}
-    line["duration_ms"] = round(fields["duration"] * 1000, 3)
-    if "reason" in fields:  # worker_pool.task.exception
-        line["outcome"] = "exception"
-    access.info("call", extra={FIELDS: {key: line[key] for key in CALL_FIELDS}})
+    if access.isEnabledFor(logging.INFO):
+        if "reason" in fields:  # worker_pool.task.exception
+            fields["outcome"] = "exception"
+        _line("call", CALL_FIELDS, fields)
 
 
 def access_log(role: str) -> None:
