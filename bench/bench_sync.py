@@ -124,6 +124,7 @@ class Stack(BaseStack):
         self.outbound_queue_bytes = outbound_queue_bytes
         self.policies = policies
         self.task_events = task_events
+        self.extra_gateway_env: dict[str, str] = {}
         self.worker_options = ["-P", pool] + ([] if pool == "solo" or concurrency is None else ["-c", str(concurrency)])
         self.plain_argv = [sys.executable, "-m", "celery", "-A", PLAIN_MODULE, "worker", "-P", "solo",
                            "-l", "warning", "-n", "plain@%h"]
@@ -158,8 +159,9 @@ class Stack(BaseStack):
                              self.plain_worker)
 
     def gateway_env(self) -> dict:
-        """The first gateway's: GENAPI_BREAKERS unset (breakers on, the default), no rate limits."""
-        env = self.env()
+        """The first gateway's: GENAPI_BREAKERS unset (breakers on, the default), no rate limits
+        (plus ``--gateway-env``)."""
+        env = self.env() | self.extra_gateway_env
         if self.outbound_queue_bytes is not None:  # else the product's default
             env["GENAPI_OUTBOUND_QUEUE_BYTES"] = str(self.outbound_queue_bytes)
         return env
@@ -275,6 +277,7 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
     events = "task events on: GENAPI_TASK_EVENTS=1" if stack.task_events else "no task events (the default)"
     print(f"gateway's worker: genapi worker bench.bench_service {' '.join(stack.worker_options)} ({events})   "
           f"gateway: gunicorn -k gevent --workers {stack.gateway_workers}"
+          + "".join(f", {name}={value}" for name, value in stack.extra_gateway_env.items())
           + (f", GENAPI_OUTBOUND_QUEUE_BYTES={stack.outbound_queue_bytes}"
              if stack.outbound_queue_bytes is not None else "")
           + ", GENAPI_BREAKERS unset (breakers on, the default), no rate limits")
@@ -485,6 +488,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scrape", type=float, default=5.0, metavar="SECONDS",
                         help="GET each gateway's /metrics this often during the run, as Prometheus would "
                              "(default 5; 0: never)")
+    parser.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of the gateways (repeatable), e.g. GENAPI_METRICS=off")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with the process logs")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.clients < 1 or args.rounds < 1:
@@ -538,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="genapi-bench-"))
     stack = Stack(workdir, args.pool, args.concurrency, args.gateway_workers, args.outbound_queue_bytes,
                   args.policies, args.task_events)
+    stack.extra_gateway_env = dict(item.split("=", 1) for item in args.gateway_env)
     scraper = None
     client = plain_client = old_app = profiler = None
     failed = True
