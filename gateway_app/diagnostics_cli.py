@@ -13,7 +13,7 @@ import sys
 
 from workers.settings import Settings
 
-from . import diagnostics
+from . import callflow, diagnostics
 from .admin import Admin
 from .admin_cli import _print_json, _table, _with_json
 from .policy_admin import PolicyAdmin
@@ -120,7 +120,7 @@ def _flow_text(flow: dict) -> None:
 
 
 def cmd_call_flow(admin: Admin, args: argparse.Namespace, settings: Settings) -> int:
-    flow = diagnostics.call_flow(admin, PolicyAdmin(admin.client, admin.keys, settings), settings, args.service,
+    flow = callflow.call_flow(admin, PolicyAdmin(admin.client, admin.keys, settings), settings, args.service,
                                  args.request_type, args.version)
     if args.json:
         _print_json(flow)

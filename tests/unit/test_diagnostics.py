@@ -10,7 +10,7 @@ import time
 import pytest
 from flask import Flask
 
-from gateway_app import Gateway, diagnostics, diagnostics_cli
+from gateway_app import Gateway, callflow, diagnostics, diagnostics_cli
 from gateway_app.cli import build_parser
 from gateway_app.diagnostics import DEGRADED, ERROR, OK
 from gateway_app.processes import free_port
@@ -92,12 +92,12 @@ def test_a_non_redis_broker_is_checked_within_the_timeout():
      {"strategy": "callback", "callback": "m:allow", "checked_on": "worker"}),
 ])
 def test_permission_strategies(fields, expected):
-    found = diagnostics.permission(cfg(**fields))
+    found = callflow.permission(cfg(**fields))
     assert {key: found[key] for key in expected} == expected and found["description"]
 
 
 def test_an_empty_role_list_lets_nobody_in():
-    assert diagnostics.permission(cfg(check_permission={"role": []}))["description"] == "nobody (an empty role list)"
+    assert callflow.permission(cfg(check_permission={"role": []}))["description"] == "nobody (an empty role list)"
 
 
 @pytest.mark.parametrize(("retry", "expected"), [
@@ -106,17 +106,17 @@ def test_an_empty_role_list_lets_nobody_in():
     ({"same_node": 1}, {"configured": True, "mode": "same_node", "attempts": 1}),
 ])
 def test_retry_policies(retry, expected):
-    found = diagnostics.retry_policy(cfg(retry=retry))
+    found = callflow.retry_policy(cfg(retry=retry))
     assert {key: found[key] for key in expected} == expected
 
 
 def test_a_none_call_is_retried_by_its_worker():
-    assert "retried by the worker itself" in diagnostics.retry_policy(cfg(retry=1, response_type="none"))["description"]
+    assert "retried by the worker itself" in callflow.retry_policy(cfg(retry=1, response_type="none"))["description"]
 
 
 def test_hooks_with_extra_arguments():
-    assert diagnostics.hook(None, "before", 500) == {"configured": False, "description": "no before hook"}
-    found = diagnostics.hook({"callable": "m:f", "args": [1, "x"]}, "after", 500)
+    assert callflow.hook(None, "before", 500) == {"configured": False, "description": "no before hook"}
+    found = callflow.hook({"callable": "m:f", "args": [1, "x"]}, "after", 500)
     assert (found["callable"], found["args"], found["extra_args"]) == ("m:f", 4, [1, "x"])
     assert "within 500 ms" in found["description"]
 
@@ -125,28 +125,28 @@ def test_hooks_with_extra_arguments():
     ("any", "shared queue"), ("round_robin", "in turn"), ({"hash": "room"}, "argument 'room'"),
     ({"sticky": "user_id"}, "remembered"), ("pkg.mod:pick", "selector pkg.mod:pick")])
 def test_node_selection_modes(mode, words):
-    assert words in diagnostics.node_mode(mode)
+    assert words in callflow.node_mode(mode)
 
 
 def details(config, limits_enabled=True, nodes=(), gateway_after=()):
-    """The parts of a call flow :func:`diagnostics.steps` describes."""
+    """The parts of a call flow :func:`callflow.steps` describes."""
     return {
         "resolution": "the latest enabled version",
         "rate_limit": {"enabled": limits_enabled, "fail_open": True, "global": [], "api": []},
         "breakers": {"enabled": True, "service": {"state": "closed"}},
-        "hooks": {"before_execute": diagnostics.hook(config.before_execute, "before", config.hook_timeout),
-                  "after_execute": diagnostics.hook(config.after_execute, "after", config.hook_timeout),
+        "hooks": {"before_execute": callflow.hook(config.before_execute, "before", config.hook_timeout),
+                  "after_execute": callflow.hook(config.after_execute, "after", config.hook_timeout),
                   "gateway": {"before_execute": [], "after_execute": list(gateway_after)}},
-        "nodes": list(nodes), "permission": diagnostics.permission(config), "retry": diagnostics.retry_policy(config),
+        "nodes": list(nodes), "permission": callflow.permission(config), "retry": callflow.retry_policy(config),
     }
 
 
 def phases(config, **kwargs):
-    return [step["phase"] for step in diagnostics.steps(config, details(config, **kwargs), 1000)]
+    return [step["phase"] for step in callflow.steps(config, details(config, **kwargs), 1000)]
 
 
 def step(config, phase, **kwargs):
-    return next(s for s in diagnostics.steps(config, details(config, **kwargs), 1000) if s["phase"] == phase)
+    return next(s for s in callflow.steps(config, details(config, **kwargs), 1000) if s["phase"] == phase)
 
 
 def test_steps_follow_the_pipeline_order_and_retry_only_when_configured():
