@@ -11,6 +11,7 @@ never block on a slow socket, and a client that stops reading holds up nobody el
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import socket
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 from simple_websocket import ConnectionClosed
 from wsproto import WSConnection
 from wsproto.events import Message
@@ -99,6 +101,16 @@ class _WholeFrames:
         return getattr(self._sock, name)
 
 
+#: the WebSocket subprotocols a client may ask for: frames as MessagePack binary frames or as JSON text
+MSGPACK_SUBPROTOCOL = "genapi.msgpack"
+JSON_SUBPROTOCOL = "genapi.json"
+SUBPROTOCOLS = [MSGPACK_SUBPROTOCOL, JSON_SUBPROTOCOL]
+
+
+def _pack(frame: dict) -> bytes:
+    return msgpack.packb(frame, use_bin_type=True)
+
+
 class Connection:
     """A client connection. ``send`` may be called from any thread; it never blocks."""
 
@@ -112,6 +124,8 @@ class Connection:
         #: relay groups this connection is attached to (left when it closes)
         self.relay_groups: set[str] = set()
         self.id = uuid.uuid4().hex
+        #: MessagePack binary frames both ways (the client asked for the ``genapi.msgpack`` subprotocol)
+        self.binary = getattr(ws, "subprotocol", None) == MSGPACK_SUBPROTOCOL
         self.open = True
         #: running async and stream calls by ``deliveries.call_key`` of their request id (cancel)
         self.calls: dict[str, Any] = {}
@@ -139,16 +153,24 @@ class Connection:
         A terminal frame that does not fit even in the reserve closes the connection: its
         client has stopped reading. A result that cannot be JSON-encoded becomes an error.
         """
+        dump = _pack if self.binary else encode
         try:
-            text = encode(frame)
+            data = dump(frame)
         except (TypeError, ValueError):
             log.exception("response for %r is not JSON serialisable", frame.get("request_id"))
-            text = encode(error_frame(frame.get("request_id", UNKNOWN_REQUEST_ID), INTERNAL_ERROR))
-        return self.send_text(text, terminal=terminal)
+            data = dump(error_frame(frame.get("request_id", UNKNOWN_REQUEST_ID), INTERNAL_ERROR))
+        return self._queue(data, terminal)
 
     def send_text(self, text: str, *, terminal: bool = True) -> bool:
-        """Queue one frame already encoded (a relay frame shared by many connections)."""
-        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        """Queue one frame already encoded as JSON (a relay frame shared by many connections);
+        a MessagePack connection gets it re-encoded."""
+        return self._queue(_pack(json.loads(text)) if self.binary else text, terminal)
+
+    def _queue(self, text: str | bytes, terminal: bool) -> bool:
+        if isinstance(text, bytes):
+            size = len(text)
+        else:
+            size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         with self._lock:
             if not self.open:
                 return False
@@ -227,7 +249,7 @@ class Connection:
                 self._send_close()
                 return
 
-    def _take_batch(self) -> tuple[list[str], bool]:
+    def _take_batch(self) -> tuple[list[str | bytes], bool]:
         """What is queued now (at least one item, waiting for it): texts, and whether a close
         follows them."""
         items = [self._outbox.get()]
@@ -245,7 +267,7 @@ class Connection:
             self._queued -= sum(size for _, size in frames)
         return [text for text, _ in frames], closing
 
-    def _write(self, texts: list[str]) -> None:
+    def _write(self, texts: list[str | bytes]) -> None:
         if self._wire is None:  # not simple-websocket (a test double, another server)
             for text in texts:
                 self.ws.send(text)

@@ -131,6 +131,7 @@ class Gateway:
         app.config.setdefault("SOCK_SERVER_OPTIONS", {
             "max_message_size": 2 * settings.max_payload_bytes + 65536,
             "ping_interval": 25,
+            "subprotocols": connection.SUBPROTOCOLS,  # genapi.msgpack: binary frames; genapi.json or none: text
         })
         sock = Sock(app)
         sock.route("/ws", endpoint="genapi_ws")(self._endpoint(public=False))

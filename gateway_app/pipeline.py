@@ -76,15 +76,15 @@ def authenticate(gateway: Gateway, call: Call) -> None:
     """No identity on an endpoint that needs one: ``Authentication required``."""
     if call.conn.identity is None and not call.conn.public:
         try:
-            call.payload = decoding.parse(call.raw, gateway.settings.max_payload_bytes)
+            call.payload = decoding.parse(call.raw, gateway.settings.max_payload_bytes, call.conn.binary)
         except Rejected:
             pass  # the request id is unknown; the answer is the same
         raise errors.auth_required()
 
 
 def parse(gateway: Gateway, call: Call) -> None:
-    """Size limit on the raw frame, then JSON."""
-    call.payload = decoding.parse(call.raw, gateway.settings.max_payload_bytes)
+    """Size limit on the raw frame, then JSON (MessagePack on a binary connection)."""
+    call.payload = decoding.parse(call.raw, gateway.settings.max_payload_bytes, call.conn.binary)
 
 
 def decode(gateway: Gateway, call: Call) -> None:

@@ -10,6 +10,7 @@ import json
 import socket
 import threading
 
+import msgpack
 import pytest
 from simple_websocket import ConnectionClosed
 
@@ -273,3 +274,28 @@ def test_finish_writes_what_is_queued_and_lets_the_writer_go(connect):
     conn._writer.join(WAIT)
     assert not conn._writer.is_alive()
     assert ws.events == [("send", chunk(0)), ("send", END), ("close", 1000, "")]
+
+
+class BinaryWs(FakeWs):
+    """A socket whose client asked for MessagePack frames."""
+
+    subprotocol = "genapi.msgpack"
+
+    def send(self, data: bytes) -> None:
+        assert isinstance(data, bytes), data
+        self._record(("send", msgpack.unpackb(data)))
+
+
+def test_a_msgpack_connection_sends_binary_frames_also_for_relay_text(connect):
+    ws = BinaryWs()
+    conn = connect(ws)
+    assert conn.binary
+    conn.send(response("r", result={"é": [1, 2.5, None]}, success=True))
+    conn.send_text(encode(response("g", result={"message": "hi"}, success=True)), terminal=False)
+    ws.wait_for(2)
+    assert ws.sent() == [response("r", result={"é": [1, 2.5, None]}, success=True),
+                         response("g", result={"message": "hi"}, success=True)]
+
+
+def test_a_json_connection_is_not_binary(connect):
+    assert not connect(FakeWs()).binary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgpack
 import pytest
 
 from gateway_app.decoding import Request, decode, frame_size, parse, request_id_of
@@ -218,3 +219,43 @@ def test_device_id_must_be_string():
 def test_parse_then_decode():
     raw = json.dumps({**VALID, "version": "0.0.0"})
     assert decode(parse(raw, 1000)) == Request("users", "get_user", "r1", {"id": 1})
+
+
+# ------------------------------------------------------------------ MessagePack frames
+
+
+def test_msgpack_frame_decodes_to_the_same_object_as_json():
+    frame = {"service": "s", "request_type": "t", "request_id": "r", "args": {"n": 1, "x": 2.5, "l": ["é", True]}}
+    assert parse(msgpack.packb(frame), 4096, binary=True) == parse(json.dumps(frame), 4096) == frame
+
+
+def test_msgpack_size_limit_is_checked_on_the_raw_bytes():
+    frame = msgpack.packb({"service": "s", "request_type": "t", "request_id": "r", "args": {"t": "x" * 100}})
+    assert rejected(parse, frame, len(frame) - 1, True) == too_big(len(frame) - 1, len(frame))
+    assert parse(frame, len(frame), binary=True)["args"]["t"] == "x" * 100
+
+
+def test_binary_frame_on_a_json_connection_is_json():
+    assert parse(b'{"a": 1}', 100)["a"] == 1
+    assert rejected(parse, msgpack.packb({"a": 1}), 100).startswith("Invalid request: Malformed request payload: "
+                                                                     "not valid JSON")
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b"\xc1", "not valid MessagePack"),
+    (msgpack.packb({"a": 1}) + b"\x01", "not valid MessagePack"),
+    (msgpack.packb({1: 2}), "not valid MessagePack"),
+    (msgpack.packb("text"), "expected a map, got a string"),
+    (msgpack.packb(None), "expected a map, got null"),
+    (msgpack.packb({"a": b"bytes"}), "binary and extension values are not supported"),
+    (msgpack.packb({"a": [msgpack.ExtType(5, b"x")]}), "binary and extension values are not supported"),
+    (msgpack.packb({"a": float("inf")}), "binary and extension values are not supported"),
+], ids=["reserved-byte", "trailing-data", "int-key", "string", "nil", "bin", "ext", "infinity"])
+def test_bad_msgpack_frames_are_rejected_clearly(raw, message):
+    assert rejected(parse, raw, 4096, True).startswith(f"Invalid request: Malformed request payload: {message}")
+
+
+def test_utf8_bytes_that_look_like_markers_do_not_reject_a_valid_frame():
+    # "Ą" is 0xc4 0x84 in UTF-8: the same byte as a bin8 marker, inside a string
+    frame = {"service": "s", "request_type": "t", "request_id": "r", "args": {"name": "Ąę", "f": 0.5}}
+    assert parse(msgpack.packb(frame), 4096, binary=True) == frame

@@ -24,6 +24,7 @@ class StubConnection:
     def __init__(self, identity=Identity("alice", ("admin",)), public=False):
         self.identity = identity
         self.public = public
+        self.binary = False  # JSON text frames
         self.address = "127.0.0.1"
         self.open = True
         self.calls: dict = {}
