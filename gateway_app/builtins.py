@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import errors, permissions, versions
+from . import catalogue, errors
 from .decoding import Request
 from .deliveries import call_key
-from .errors import Rejected
 from .replies import Outcome
 
 if TYPE_CHECKING:
@@ -29,29 +28,9 @@ def ping(gateway: Gateway, conn: Connection, request: Request) -> Any:
 
 
 def functions(gateway: Gateway, conn: Connection, request: Request) -> Any:
-    """Every enabled function this caller passes ``check_permission`` for."""
-    snapshot = gateway.cache.snapshot
-    listing = []
-    for (service, request_type), by_version in sorted(snapshot.functions.items()):
-        try:
-            latest = versions.resolve(by_version, request_type, None)
-        except Rejected:
-            continue  # every version disabled
-        for config in sorted(by_version.values(), key=lambda c: versions.semver_key(c.version or "")):
-            if config.disabled or not permissions.allowed(config, conn.identity, None):
-                continue
-            listing.append({
-                "service": service,
-                "request_type": request_type,
-                "version": config.version,
-                "latest": config is latest,
-                "response_type": config.response_type,
-                "timeout": "infinity" if config.timeout is None else config.timeout,
-                "arg_types": {name: spec.to_json() for name, spec in config.arg_types.items()},
-                "arg_orders": config.arg_orders if isinstance(config.arg_orders, str) else list(config.arg_orders),
-                "available": bool(snapshot.nodes_for_task(config.task_name)),
-            })
-    return listing
+    """Every enabled function this caller passes ``check_permission`` for, with its JSON
+    Schema (:mod:`gateway_app.catalogue`)."""
+    return catalogue.listing(gateway.cache.snapshot, conn.identity)
 
 
 def cancel(gateway: Gateway, conn: Connection, request: Request) -> Any:

@@ -22,7 +22,7 @@ from workers.registry import Registry
 from workers.settings import Settings
 from workers.signals import emit
 
-from . import breakers, connection, diagnostics, dispatch, metrics, pipeline
+from . import breakers, catalogue, connection, diagnostics, dispatch, metrics, pipeline
 from .admin_http import admin_blueprint, bearer_matches
 from .auth import load_authenticator
 from .cache import RegistryCache
@@ -146,6 +146,7 @@ class Gateway:
             app.add_url_rule("/metrics", "genapi_metrics", self._metrics)
         app.add_url_rule("/healthz", "genapi_healthz", self._liveness)
         app.add_url_rule("/readyz", "genapi_readyz", self._readiness)
+        app.add_url_rule("/functions.json", "genapi_functions", lambda: catalogue.functions_json(self))
         if settings.admin_token:
             app.register_blueprint(admin_blueprint(self))
         if not settings.ws_compression:

@@ -10,6 +10,7 @@ from .errors import FunConfigError, GenApiError
 from .funconfig import FunConfig, FunConfigSchema, load_funconfig
 from .genapi import Function, GenApi
 from .settings import Settings, SettingsError
+from .typehints import MaxBytes, MaxItemBytes, MaxItems
 
 __all__ = [
     "ArgSpec",
@@ -20,6 +21,9 @@ __all__ = [
     "Function",
     "GenApi",
     "GenApiError",
+    "MaxBytes",
+    "MaxItemBytes",
+    "MaxItems",
     "Settings",
     "SettingsError",
     "create_celery_app",

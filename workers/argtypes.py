@@ -3,29 +3,39 @@
 Pure functions, no I/O. The gateway runs :func:`validate_args` before dispatch (so a bad
 call never reaches a worker) and the FunConfig schema runs :func:`check_value` on every
 ``default_value`` at import time. The worker runs :func:`convert` to turn validated JSON
-values into Python objects (``datetime``) before calling the function.
+values into Python objects (``datetime``, ``date``) before calling the function.
+
+The textual types (``uuid``, ``date``, ``datetime``, ``naive_datetime``) are checked with the
+regular expressions below, which :mod:`workers.schema` also publishes as JSON Schema
+``pattern``: they are written to mean the same in Python's ``re`` and in ECMAScript (ASCII
+classes only, ``$(?!\\n)`` so that Python's ``$`` does not match before a final newline), and
+they encode the calendar (month lengths, leap years, no year 0), so a client that checks the
+pattern accepts exactly what the gateway accepts.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 STRING_MAX_BYTES = 3000
 LIST_MAX_ITEMS = 1000
 MAP_MAX_ITEMS = 1000
 
-SCALAR_TYPES = ("string", "num", "boolean", "uuid", "datetime", "naive_datetime", "any")
+SCALAR_TYPES = ("string", "num", "boolean", "uuid", "datetime", "naive_datetime", "date", "any")
 LIST_TYPES = ("list", "list_string", "list_num", "list_uuid", "list_map")
 TYPES = SCALAR_TYPES + LIST_TYPES + ("map",)
 
 #: Which options each type accepts, besides ``type``, ``allow_nil`` and ``default_value``.
 _OPTIONS = {
-    "string": {"max_bytes"},
+    "string": {"max_bytes", "enum"},
+    "num": {"enum"},
     "list": {"max_items", "max_item_bytes"},
     "list_string": {"max_items", "max_item_bytes"},
     "list_num": {"max_items"},
@@ -37,9 +47,34 @@ _COMMON = {"type", "allow_nil", "allow_nil?", "default_value"}
 
 _MISSING = object()
 
-_UUID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}", re.IGNORECASE
-)
+
+
+def _anchored(body: str) -> str:
+    """The whole string must match, in Python (``re.search``) and ECMAScript alike."""
+    return f"^(?:{body})$(?!\\n)"
+
+
+_HEX_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}"
+#: 8-4-4-4-12 or 32 hex digits, any case, optionally in braces or after ``urn:uuid:`` (any case)
+UUID_PATTERN = _anchored(f"[uU][rR][nN]:[uU][uU][iI][dD]:(?:{_HEX_UUID})|\\{{(?:{_HEX_UUID})\\}}|{_HEX_UUID}")
+
+_MONTH_DAY = ("(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+              "|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+              "|02-(?:0[1-9]|1[0-9]|2[0-8])")
+_LEAP_YEAR = "[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[048]|[2468][048]|[13579][26])00"
+#: a calendar date ``YYYY-MM-DD`` from 0001-01-01 to 9999-12-31 (29 February in leap years only)
+_DATE = f"(?!0000)(?:[0-9]{{4}}-(?:{_MONTH_DAY})|(?:{_LEAP_YEAR})-02-29)"
+_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\\.[0-9]{1,6})?)?"
+_OFFSET = "Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]"
+DATE_PATTERN = _anchored(_DATE)
+#: ``YYYY-MM-DD`` ``T`` or space ``HH:MM[:SS[.ffffff]]`` then ``Z`` or ``±HH:MM``
+DATETIME_PATTERN = _anchored(f"{_DATE}[T ]{_TIME}(?:{_OFFSET})")
+#: the same without an offset; a date alone means midnight
+NAIVE_DATETIME_PATTERN = _anchored(f"{_DATE}(?:[T ]{_TIME})?")
+
+_UUID = re.compile(UUID_PATTERN)
+_DATE_RE = re.compile(DATE_PATTERN)
+_DATETIME = {True: re.compile(DATETIME_PATTERN), False: re.compile(NAIVE_DATETIME_PATTERN)}
 
 
 class ArgumentError(ValueError):
@@ -65,6 +100,11 @@ class ArgSpec:
     accept: tuple[str, ...] = ()
     #: a map with any option is checked key by key (flat values only)
     strict_map: bool = False
+    #: the allowed values of a ``string`` or ``num`` argument (``None``: any)
+    enum: tuple[Any, ...] | None = None
+    #: derived from a type hint: the worker passes ``uuid.UUID`` objects for ``uuid`` and
+    #: ``list_uuid`` (explicit ``arg_types`` keep strings). Local to the worker, never serialised.
+    native: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.max_items is None and (self.type in LIST_TYPES or self.type == "map"):
@@ -87,6 +127,8 @@ class ArgSpec:
             out["default_value"] = self.default
         if self.type == "string":
             out["max_bytes"] = self.max_bytes
+        if self.enum is not None:
+            out["enum"] = list(self.enum)
         if self.type in LIST_TYPES or (self.type == "map" and self.strict_map):
             out["max_items"] = self.item_limit
         if self.type in ("list", "list_string"):
@@ -106,6 +148,23 @@ def _positive_int(name: str, option: str, value: Any) -> int:
 def _names(name: str, option: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
         raise ArgSpecError(f'argument "{name}": {option} must be a list of key names, got {_show(value)}')
+    return tuple(value)
+
+
+def _enum(spec: ArgSpec, value: Any) -> tuple[Any, ...]:
+    """A non-empty list of distinct strings (``string``, each within ``max_bytes``) or finite
+    numbers (``num``)."""
+    name, strings = spec.name, spec.type == "string"
+    fits = (lambda v: isinstance(v, str)) if strings else (lambda v: _is_number(v) and math.isfinite(v))
+    if not isinstance(value, (list, tuple)) or not value or not all(fits(v) for v in value):
+        what = "strings" if strings else "numbers"
+        raise ArgSpecError(f'argument "{name}": enum must be a non-empty list of {what}, got {_show(value)}')
+    if len(set(value)) != len(value):
+        raise ArgSpecError(f'argument "{name}": enum lists a value twice: {_show(value)}')
+    for item in value if strings else ():
+        if utf8_size(item) > spec.max_bytes:
+            raise ArgSpecError(f'argument "{name}": enum value {_show(item)} is longer than max_bytes '
+                               f"({utf8_size(item)} > {spec.max_bytes} bytes)")
     return tuple(value)
 
 
@@ -142,6 +201,8 @@ def parse_spec(name: str, raw: Any) -> ArgSpec:
         unreachable = sorted(set(fields.get("required", ())) - set(fields.get("accept", ()) or ()))
         if fields.get("accept") and unreachable:
             raise ArgSpecError(f'argument "{name}": required keys {", ".join(unreachable)} are not in accept')
+    if "enum" in raw:
+        fields["enum"] = _enum(ArgSpec(**fields), raw["enum"])
     spec = ArgSpec(**fields)
     if "default_value" in raw and raw["default_value"] is not None:
         try:
@@ -189,20 +250,18 @@ def _is_number(value: Any) -> bool:
 
 
 def _is_uuid(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    text = value
-    if text[:9].lower() == "urn:uuid:":
-        text = text[9:]
-    elif text.startswith("{") and text.endswith("}"):
-        text = text[1:-1]
-    return _UUID.fullmatch(text) is not None
+    return isinstance(value, str) and _UUID.match(value) is not None
+
+
+def utf8_size(text: str) -> int:
+    """The UTF-8 length of ``text`` in bytes (a lone surrogate from a JSON escape counts 3)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _check_bytes(name: str, text: str, limit: int, what: str = "") -> None:
     # a str never has more UTF-8 bytes than 4x its length; skip the encode for short ones
     if len(text) * 4 > limit:
-        size = len(text.encode("utf-8"))
+        size = utf8_size(text)
         if size > limit:
             raise ArgumentError(f'"{name}"{what} is too long: max {limit} bytes, got {size} bytes')
 
@@ -210,14 +269,28 @@ def _check_bytes(name: str, text: str, limit: int, what: str = "") -> None:
 def _check_datetime(name: str, value: Any, aware: bool) -> None:
     what = "an ISO 8601 datetime with a UTC offset (e.g. 2024-05-01T12:00:00Z)" if aware else \
         "an ISO 8601 datetime without offset (e.g. 2024-05-01T12:00:00)"
-    if not isinstance(value, str):
+    # the pattern first: fromisoformat alone also takes week dates, compact forms, any separator
+    if not isinstance(value, str) or not _DATETIME[aware].match(value):
         raise _expected(name, what, value)
     try:
-        parsed = datetime.fromisoformat(value)
+        datetime.fromisoformat(value)
     except ValueError:
         raise _expected(name, what, value) from None
-    if (parsed.tzinfo is not None) != aware:
-        raise _expected(name, what, value)
+
+
+def _check_date(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not _DATE_RE.match(value):
+        raise _expected(name, "an ISO 8601 date (e.g. 2024-05-01)", value)
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise _expected(name, "an ISO 8601 date (e.g. 2024-05-01)", value) from None
+
+
+def _check_enum(spec: ArgSpec, value: Any) -> None:
+    if spec.enum is not None and value not in spec.enum:
+        shown = ", ".join(_show(item) for item in spec.enum[:10]) + (", ..." if len(spec.enum) > 10 else "")
+        raise _expected(spec.name, f"one of {shown}", value)
 
 
 def _check_size(spec: ArgSpec, value: list | dict) -> None:
@@ -290,9 +363,11 @@ def check_value(spec: ArgSpec, value: Any) -> None:
         if not isinstance(value, str):
             raise _expected(name, "a string", value)
         _check_bytes(name, value, spec.max_bytes)
+        _check_enum(spec, value)
     elif kind == "num":
         if not _is_number(value):
             raise _expected(name, "a number", value)
+        _check_enum(spec, value)
     elif kind == "boolean":
         if not isinstance(value, bool):
             raise _expected(name, "true or false", value)
@@ -303,6 +378,8 @@ def check_value(spec: ArgSpec, value: Any) -> None:
         _check_datetime(name, value, aware=True)
     elif kind == "naive_datetime":
         _check_datetime(name, value, aware=False)
+    elif kind == "date":
+        _check_date(name, value)
     elif kind == "map":
         _check_map(spec, value)
     else:
@@ -347,8 +424,24 @@ def validate_args(specs: Mapping[str, ArgSpec], args: Mapping[str, Any]) -> dict
     return out
 
 
+def _to_uuid(text: str) -> uuid.UUID:
+    # uuid.UUID strips braces, but takes the urn: prefix in lower case only
+    return uuid.UUID(text[9:] if text[:9].lower() == "urn:uuid:" else text)
+
+
 def convert(spec: ArgSpec, value: Any) -> Any:
-    """Turn a validated JSON value into the Python object the function receives."""
-    if value is not None and spec.type in ("datetime", "naive_datetime"):
+    """Turn a validated JSON value into the Python object the function receives:
+    ``datetime`` for ``datetime``/``naive_datetime``, ``date`` for ``date``, and, for
+    arguments derived from type hints, ``uuid.UUID`` for ``uuid`` and ``list_uuid``."""
+    if value is None:
+        return None
+    kind = spec.type
+    if kind in ("datetime", "naive_datetime"):
         return datetime.fromisoformat(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    if spec.native and kind == "uuid":
+        return _to_uuid(value)
+    if spec.native and kind == "list_uuid":
+        return [_to_uuid(item) for item in value]
     return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validates_schema
@@ -17,6 +18,7 @@ from .allowlist import DENIED_SERVICES
 from .argtypes import ArgSpec, ArgSpecError, parse_spec
 from .errors import FunConfigError
 from .protocol import task_name
+from .schema import args_schema
 
 RESPONSE_TYPES = ("sync", "async", "stream", "none")
 NODE_MODES = ("any", "random", "hash", "round_robin", "first", "last")
@@ -47,6 +49,8 @@ class FunConfig:
     disabled: bool = False
     #: declared arguments whose values Flower and the logs show as ``'***'``
     sensitive: tuple[str, ...] = ()
+    #: what the function does, for the catalogue (the docstring's first paragraph by default)
+    description: str | None = None
 
     @property
     def task_name(self) -> str:
@@ -57,12 +61,18 @@ class FunConfig:
     def key(self) -> tuple[str, str, str | None]:
         return (self.service, self.request_type, self.version)
 
+    @cached_property
+    def args_schema(self) -> dict:
+        """The JSON Schema of the request's ``args`` (:mod:`workers.schema`), built once per
+        config. Shared by every listing: do not modify it."""
+        return args_schema(self.arg_types)
+
     def to_json(self) -> dict:
         """The JSON form stored in Redis; ``FunConfigSchema().load`` reads it back.
 
-        ``sensitive`` is written only when it names arguments: a function without it keeps the
-        JSON (and the config version hash) it had before the field existed, so gateways that
-        do not know the field still accept it."""
+        ``sensitive`` and ``description`` are written only when set: a function without them
+        keeps the JSON (and the config version hash) it had before the fields existed, so
+        gateways that do not know the fields still accept it."""
         data = {
             "service": self.service,
             "request_type": self.request_type,
@@ -83,6 +93,8 @@ class FunConfig:
         }
         if self.sensitive:
             data["sensitive"] = list(self.sensitive)
+        if self.description is not None:
+            data["description"] = self.description
         return data
 
 
@@ -201,6 +213,11 @@ def _check_sensitive(value: Any) -> None:
         _fail(f"sensitive must be a list of argument names, got {value!r}")
 
 
+def _check_description(value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        _fail(f"description must be null or a string, got {value!r}")
+
+
 def _check_bool(what: str):
     def check(value: Any) -> None:
         if not isinstance(value, bool):
@@ -235,6 +252,7 @@ class FunConfigSchema(Schema):
     request_info = fields.Raw(load_default=False, validate=_check_bool("request_info"))
     disabled = fields.Raw(load_default=False, validate=_check_bool("disabled"))
     sensitive = fields.Raw(load_default=(), validate=_check_sensitive)
+    description = fields.Raw(load_default=None, allow_none=True, validate=_check_description)
 
     @validates_schema(skip_on_field_errors=False)
     def _check_arguments(self, data: dict, **kwargs: Any) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from marshmallow import ValidationError
 
-from . import pushconfig
+from . import pushconfig, typehints
 from .allowlist import config_callables, hard_denial
 from .errors import FunConfigError
 from .funconfig import FunConfig, check_service_name, load_funconfig
@@ -17,7 +18,7 @@ from .funconfig import FunConfig, check_service_name, load_funconfig
 _OPTIONS = (
     "version", "arg_types", "arg_orders", "response_type", "timeout", "choose_node_mode",
     "check_permission", "permission_callback", "retry", "before_execute", "after_execute",
-    "hook_timeout", "request_info", "disabled", "sensitive",
+    "hook_timeout", "request_info", "disabled", "sensitive", "description",
 )
 
 
@@ -86,9 +87,12 @@ class GenApi:
         """Register the decorated function; every FunConfig field is a keyword.
 
         ``request_type`` defaults to the function's name. ``arg_orders`` may be left out when
-        the function's parameters name the declared arguments: their order is used. The
-        config is validated now, so a mistake fails at import with a message naming the
-        field. The function itself is returned unchanged (still callable directly in tests).
+        the function's parameters name the declared arguments: their order is used. Without
+        ``arg_types``, the arguments come from the parameters' type hints and defaults
+        (:mod:`workers.typehints`). ``description`` defaults to the docstring's first
+        paragraph. The config is validated now, so a mistake fails at import with a message
+        naming the field. The function itself is returned unchanged (still callable directly
+        in tests).
         """
         if callable(request_type):  # bare @api.function
             return self.function()(request_type)
@@ -106,9 +110,18 @@ class GenApi:
         def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
             name = request_type or func.__name__
             data = {"service": self.service, "request_type": name, **_json_shaped(options)}
+            hinted = "arg_types" not in options
+            if hinted:
+                data["arg_types"] = typehints.derive(func, f"{self.service}.{name}",
+                                                     request_info=options.get("request_info") is True)
             if "arg_orders" not in options:
-                data["arg_orders"] = _orders_from_signature(func, options.get("arg_types"))
+                data["arg_orders"] = list(data["arg_types"]) if hinted else \
+                    _orders_from_signature(func, options.get("arg_types"))
+            if "description" not in options:
+                data["description"] = first_paragraph(func.__doc__)
             config = load_funconfig(data)
+            if hinted:  # the function gets uuid.UUID objects, as its hints say
+                config = replace(config, arg_types={n: replace(s, native=True) for n, s in config.arg_types.items()})
             refusal = hard_denial(config.service, config_callables(config))
             if refusal:
                 raise FunConfigError(f"{config.task_name}: {refusal}")
@@ -149,6 +162,14 @@ def _json_shaped(options: dict) -> dict:
         if hook in out:
             out[hook] = value
     return out
+
+
+def first_paragraph(docstring: str | None) -> str | None:
+    """The first paragraph of a docstring, its lines joined with spaces (``None`` if empty)."""
+    text = inspect.cleandoc(docstring or "").strip()
+    if not text:
+        return None
+    return " ".join(line.strip() for line in re.split(r"\n\s*\n", text, maxsplit=1)[0].splitlines())
 
 
 def _orders_from_signature(func: Callable, arg_types: Any) -> Any:

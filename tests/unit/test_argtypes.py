@@ -45,7 +45,7 @@ def bad(raw, value, name="arg") -> str:
 class TestParseSpec:
     def test_type_lists(self):
         assert set(TYPES) == set(SCALAR_TYPES) | set(LIST_TYPES) | {"map"}
-        assert len(TYPES) == 13
+        assert len(TYPES) == 14
 
     @pytest.mark.parametrize("kind", TYPES)
     def test_simple_form_every_type(self, kind):

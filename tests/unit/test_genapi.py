@@ -267,11 +267,11 @@ def test_arg_orders_map():
     [
         ({"arg_types": {"a": "num", "b": "num"}, "arg_orders": ["a", "b"]}, lambda a: None),
         ({"arg_types": {"a": "num"}}, lambda: None),
-        ({}, lambda a: None),
+        ({"arg_types": {}}, lambda a: None),  # explicit: no arguments (without arg_types, a is derived)
         ({"arg_types": {"a": "num", "b": "num"}, "arg_orders": "map"}, lambda a, b: None),
         ({"arg_types": {"a": "num"}, "arg_orders": "map"}, lambda: None),
         ({"arg_types": {"a": "num"}, "request_info": True}, lambda a: None),
-        ({"request_info": True}, lambda *, info: None),
+        ({"arg_types": {}, "request_info": True}, lambda *, info: None),
         ({"arg_types": {"a": "num"}}, lambda *, a: None),
     ],
     ids=["too-few", "none-for-one", "required-extra", "map-takes-one", "map-none", "no-request-info",
@@ -290,7 +290,7 @@ def test_signature_mismatch_fails_at_decoration(options, func):
         ({"arg_types": {"a": "num", "b": "num"}, "arg_orders": ["a", "b"]}, lambda *args: None),
         ({"arg_types": {"a": "num"}}, lambda a, b=1: None),
         ({"arg_types": {"a": "num"}, "request_info": True}, lambda a, request_info: None),
-        ({"request_info": True}, lambda **kw: None),
+        ({"arg_types": {}, "request_info": True}, lambda **kw: None),  # without arg_types: **kw refused
         ({"arg_types": {"a": "num", "b": "num"}, "arg_orders": "map"}, lambda args, *, opt=None: None),
     ],
 )

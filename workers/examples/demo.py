@@ -1,10 +1,12 @@
 """A small demo service: ``genapi worker workers.examples.demo``.
 
 Try it with ``{"service": "demo", "request_type": "hello", "request_id": "1",
-"args": {"name": "Ada"}}``.
+"args": {"name": "Ada"}}``, or on the try-it page ``genapi dev`` serves at ``/``.
 """
 
 from __future__ import annotations
+
+import time
 
 from workers import GenApi, GenApiError
 
@@ -36,3 +38,11 @@ def echo(args):
 def whoami(request_info):
     """Shows the identity the gateway attached to the call."""
     return request_info
+
+
+@api.function("count", response_type="stream", timeout=60000)
+def count(to: int = 5, pause_ms: float = 200):
+    """Counts from 1 to ``to``, one stream chunk per number (arguments from the type hints)."""
+    for number in range(1, int(to) + 1):
+        time.sleep(pause_ms / 1000)
+        yield number
