@@ -1,6 +1,6 @@
 """The ``genapi`` command (also ``python -m gateway_app``).
 
-Subcommands: ``dev``, ``gateway``, ``worker``, ``flower``, ``token``, ``redis``, ``admin …``
+Subcommands: ``dev``, ``gateway``, ``worker``, ``flower``, ``token``, ``call``, ``redis``, ``admin …``
 (registry administration), ``cache-status`` and ``pushed-services``. Every process
 command replaces itself (``exec``) with the real server, so its PID is the server's PID
 and signals reach it directly.
@@ -17,7 +17,7 @@ import tempfile
 from workers.hooks import load as load_callable
 from workers.settings import Settings, SettingsError
 
-from . import admin_cli
+from . import admin_cli, call_cli
 
 
 def _settings() -> Settings:
@@ -269,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=86400, help="seconds (default one day)")
     token.set_defaults(func=cmd_token)
 
+    call_cli.add_command(sub)
     admin_cli.add_commands(sub)
     return parser
 
