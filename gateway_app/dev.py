@@ -95,6 +95,9 @@ def run_dev(port: int | None = None, flower_port: int = 5555, modules: list[str]
                 print(f"genapi dev: port {number} ({what}) is already in use; pick another with "
                       f"--{'port' if what == 'gateway' else 'flower-port'}", file=sys.stderr)
                 return 2
+        token = mint_token(settings.secret_key, "dev-user", ["admin"], ttl=7 * 86400)
+        env.setdefault("GENAPI_TRY_PAGE", "1")  # the try-it page at /, signed in as dev-user
+        env.setdefault("GENAPI_TRY_PAGE_TOKEN", token)
         python = [sys.executable, "-m", "gateway_app"]
         gateway = start("gateway", python + ["gateway", "--host", "127.0.0.1", "--port", str(port)])
         worker = start("worker", python + ["worker", *modules, "-l", "info"])
@@ -105,7 +108,6 @@ def run_dev(port: int | None = None, flower_port: int = 5555, modules: list[str]
         processes.wait_until(lambda: bool(_status(port, admin_token)["tasks"]), 60, "worker registration", worker,
                              interval=0.2)
         processes.wait_until(lambda: processes.port_open(flower_port), 60, "Flower", flower, interval=0.2)
-        token = mint_token(settings.secret_key, "dev-user", ["admin"], ttl=7 * 86400)
         _banner(port, flower_port, token, settings, workdir)
         while True:
             for name, process, log_path in children:
@@ -137,11 +139,10 @@ def run_dev(port: int | None = None, flower_port: int = 5555, modules: list[str]
 
 def _banner(port: int, flower_port: int, token: str, settings: Settings, workdir: Path) -> None:
     url = f"ws://127.0.0.1:{port}/ws?token={token}"
-    request = json.dumps({"service": "demo", "request_type": "hello", "request_id": "1",
-                          "args": {"name": "Ada"}})
     print(f"""
 CeleryGenApi is running (Ctrl-C stops everything).
 
+  Try it     http://127.0.0.1:{port}/        (the try-it page, signed in as dev-user)
   WebSocket  ws://127.0.0.1:{port}/ws      (token below; user dev-user, role admin)
   Ready      http://127.0.0.1:{port}/readyz
   Admin API  http://127.0.0.1:{port}/admin/functions   (header: Authorization: Bearer {settings.admin_token})
@@ -151,11 +152,11 @@ CeleryGenApi is running (Ctrl-C stops everything).
 
 Call the demo service from another terminal:
 
+  GENAPI_TOKEN='{token}' {sys.executable} -m gateway_app call demo hello name=Ada --url ws://127.0.0.1:{port}/ws
+
+or talk the wire protocol (docs/protocol.md) with any WebSocket client:
+
   {sys.executable} -m websockets '{url}'
-
-then paste:
-
-  {request}
 
 More tokens: GENAPI_SECRET_KEY='{settings.secret_key}' {sys.executable} -m gateway_app token USER
 Registry:    GENAPI_REDIS_URL='{settings.redis_url}' {sys.executable} -m gateway_app admin list

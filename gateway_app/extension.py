@@ -40,6 +40,7 @@ from .replies import Replies
 from .retention import Retention
 from .retry import Retry
 from .selection import NodeSelector
+from .trypage import try_page_blueprint
 
 log = logging.getLogger("genapi.gateway")
 
@@ -149,6 +150,8 @@ class Gateway:
         app.add_url_rule("/functions.json", "genapi_functions", lambda: catalogue.functions_json(self))
         if settings.admin_token:
             app.register_blueprint(admin_blueprint(self))
+        if settings.try_page:
+            app.register_blueprint(try_page_blueprint(settings))
         if not settings.ws_compression:
             app.before_request(_refuse_compression)
         app.extensions["genapi"] = self

@@ -38,3 +38,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
   echo "$want" > "$stamp"
 fi
+
+# tools some tests drive, from Debian's packages: chromium, headless, for the browser tests
+# (tests/integration/test_try_page.py); docker-compose to validate docker/compose.yml
+missing=""
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing="$missing docker-compose"
+if [ -n "$missing" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing$missing with apt-get (for the tests)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq $missing >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $missing >/dev/null; }
+fi

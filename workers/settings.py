@@ -225,6 +225,10 @@ class Settings:
     flower_basic_auth: str | None = field(default=None, repr=False)
     #: OpenTelemetry spans per call (needs the ``otel`` extra)
     otel: bool = False
+    #: serve the try-it page at ``/`` and the browser client at ``/static/genapi.js``
+    try_page: bool = False
+    #: the token the try-it page signs in with by default, offered to loopback clients only (``genapi dev``)
+    try_page_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -291,6 +295,8 @@ class Settings:
             telemetry_receivers=_names(env, "GENAPI_TELEMETRY_RECEIVERS"),
             flower_basic_auth=_basic_auth(env),
             otel=_flag(env, "GENAPI_OTEL", False),
+            try_page=_flag(env, "GENAPI_TRY_PAGE", False),
+            try_page_token=(env.get("GENAPI_TRY_PAGE_TOKEN") or "").strip() or None,
         )
 
     @property

@@ -142,17 +142,22 @@ def test_dev_runs_the_system_and_ctrl_c_stops_everything():
     seen: list[str] = []
     try:
         deadline = time.monotonic() + 90
+        call_command = _read_until(dev.stdout, r"^\s+(GENAPI_TOKEN=\S+ \S+ -m gateway_app call .*)$", deadline,
+                                   seen).group(1)
         command = _read_until(dev.stdout, r"^\s+(\S+ -m websockets '.*')$", deadline, seen).group(1)
-        _read_until(dev.stdout, r"then paste", deadline, seen)
-        paste = json.loads(_read_until(dev.stdout, r"^\s+(\{.*\})$", deadline, seen).group(1))
-        assert paste == DEMO
         children = descendants(dev.pid)
         assert len(children) >= 4  # redis, gunicorn (+ its worker), celery worker, flower
 
-        # the printed client command, with the printed request pasted on its stdin
+        # the printed `genapi call` command prints the demo's result
+        called = subprocess.run(call_command, shell=True, capture_output=True, text=True, env=clean_env(),
+                                timeout=30)
+        assert called.returncode == 0, called.stderr
+        assert json.loads(called.stdout) == {"greeting": "Hello, Ada!"}
+
+        # the printed raw WebSocket command, with a request pasted on its stdin
         client = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, env=clean_env())
-        client.stdin.write(json.dumps(paste) + "\n")
+        client.stdin.write(json.dumps(DEMO) + "\n")
         client.stdin.flush()
         answer = _read_until(client.stdout, r"Hello, Ada!", time.monotonic() + 20, [])
         assert '"success":true' in answer.string
