@@ -285,3 +285,22 @@ def test_reconnects_after_the_gateway_dies(fresh_stack):
         assert client.connected
         wait_until(lambda: fresh_stack.sees_worker(restarted, node), 10, "new gateway sees the worker")
         assert client.call("modes", "async_double", {"n": 5}) == 10
+
+
+def test_asyncio_relay_between_two_clients(client_stack):
+    group = f"g-{uuid.uuid4().hex[:10]}"
+    url = ws_url(client_stack.gateway)
+
+    async def scenario() -> None:
+        async with AsyncClient(url, token=token("cy")) as cy, AsyncClient(url, token=token("di")) as di:
+            assert (await cy.create_group(group))["status"] == "created"
+            assert await di.join(group) == {"group_id": group, "status": "active"}
+            assert await di.send(group, ["hello", 1]) == {"status": "relayed", "recipients_count": 2}
+            async for got in cy.relay_messages(timeout=10):
+                assert (got.group_id, got.from_user_id, got.message) == (group, "di", ["hello", 1])
+                break
+            assert (await di.leave(group))["group_id"] == group
+            with pytest.raises(RelayError, match="Group not found"):
+                await cy.send(f"{group}-missing", "x")
+
+    asyncio.run(scenario())
