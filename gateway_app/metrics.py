@@ -10,6 +10,9 @@ directory before the workers start, so each process writes its values there and 
 sums them (prometheus_client's multiprocess mode). An app that embeds the gateway in one
 process needs nothing.
 
+The request counter and the duration histogram are updated a moment after the request
+ends (:mod:`workers.deferred`, at most 0.2 s later), off the request's path.
+
 Labels never carry a user, a device or a request id; a request refused before its
 function was known (bad frame, unknown function, no identity) is counted with empty
 ``service`` and ``request_type`` labels, so a client cannot mint new series.
@@ -34,6 +37,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from workers import signals
+from workers.deferred import later
 
 from . import breakers as breakers_module
 
@@ -115,6 +119,11 @@ class Metrics:
         self.connections.dec()
 
     def _answered(self, sender, *, service, request_type, mode, outcome, duration, **fields) -> None:
+        # counted a moment later, off the request's path (a scrape first runs what is queued)
+        later.put(self._count, (service, request_type, mode, outcome, duration))
+
+    def _count(self, answer: tuple) -> None:
+        service, request_type, mode, outcome, duration = answer
         if outcome in UNRESOLVED:  # names a client made up: never a series (nor a cache entry) of their own
             service = request_type = mode = None
         key = (service, request_type, mode, outcome)
@@ -222,6 +231,7 @@ def render(gateway: Gateway) -> tuple[bytes, str]:
     """The exposition text of every metric: this process's (or all processes') values and
     the shared-state gauges."""
     metrics = install()
+    later.flush()  # this process's counts are current; other processes' are at most one interval old
     values = multiprocess.MultiProcessCollector(None) if multiprocess_dir() else metrics.registry
     return generate_latest(_Collected(values, SharedState(gateway))), CONTENT_TYPE_LATEST
 

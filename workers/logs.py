@@ -3,23 +3,21 @@
 :func:`configure` gives the ``genapi`` loggers a handler of their own (gunicorn leaves the
 root logger without one), and :func:`access_log` subscribes the one-line-per-request log to
 the telemetry events: at the gateway one line per answered request (written a moment later,
-off the request's path: :class:`Deferred`), at a worker one line per call it ran. Those
+off the request's path: :mod:`workers.deferred`), at a worker one line per call it ran. Those
 lines carry ids, names, outcome and duration, never arguments, results or tokens.
 """
 
 from __future__ import annotations
 
-import atexit
-import collections
 import json
 import logging
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from . import signals
+from .deferred import later
 
 #: the record attribute that carries a line's structured fields
 FIELDS = "genapi_fields"
@@ -99,64 +97,18 @@ def _record(message: str, names: tuple[str, ...], fields: dict) -> logging.LogRe
     return access.makeRecord(access.name, logging.INFO, __file__, 0, message, (), None, extra={FIELDS: line})
 
 
-class Deferred:
-    """Access records handled (filtered, formatted, written) a moment after the event, in
-    batches, by a thread of their own (a greenlet under gevent), so a request does not wait
-    for its log line. The record, and so its time, is made when the event fires.
-
-    The thread starts with the first record in each process; :meth:`flush` also runs at
-    exit. A process killed outright loses at most :attr:`INTERVAL` seconds of lines.
-    """
-
-    #: seconds between two batches
-    INTERVAL = 0.2
-
-    def __init__(self) -> None:
-        self._pending: collections.deque[logging.LogRecord] = collections.deque()
-        self._pid: int | None = None
-        self._lock = threading.Lock()
-
-    def put(self, record: logging.LogRecord) -> None:
-        self._pending.append(record)
-        if self._pid != record.process:
-            self._start(record.process)
-
-    def _start(self, pid: int) -> None:
-        with self._lock:
-            if self._pid == pid:
-                return
-            # a forked child holds its parent's pending records: they are the parent's to write
-            inherited = [r for r in self._pending if r.process != pid]
-            for record in inherited:
-                self._pending.remove(record)
-            self._pid = pid
-            threading.Thread(target=self._run, name="genapi-access-log", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.INTERVAL)
-            self.flush()
-
-    def flush(self) -> None:
-        """Handle every pending record now."""
-        while True:
-            try:
-                record = self._pending.popleft()
-            except IndexError:
-                return
-            try:
-                access.handle(record)
-            except Exception:  # a broken handler must not end the thread
-                logging.getLogger("genapi.logs").exception("could not write an access line")
-
-
-deferred = Deferred()
-atexit.register(deferred.flush)
-
-
 def _request_line(sender, **fields) -> None:
     if access.isEnabledFor(logging.INFO):
-        deferred.put(_record("request", REQUEST_FIELDS, fields))
+        fields["ended_at"] = time.time()
+        later.put(_write_request_line, fields)
+
+
+def _write_request_line(fields: dict) -> None:
+    """The gateway's line, written off the request's path with the time the request ended."""
+    record = _record("request", REQUEST_FIELDS, fields)
+    record.created = fields["ended_at"]
+    record.msecs = int(record.created * 1000) % 1000
+    access.handle(record)
 
 
 def _call_line(sender, **fields) -> None:

@@ -1,0 +1,74 @@
+"""Work taken off a request's path: done a moment later, in batches, by a thread of its own.
+
+The gateway's per-request bookkeeping — its access line, its request counter and duration
+histogram — does not change the answer, yet done inline it delays the next frame the
+process reads. :data:`later` queues such work (a function and its argument, a deque append)
+and a background thread (a greenlet under gevent) runs the queue every
+:attr:`Later.INTERVAL` seconds, and at exit. What a process queued before it forked is its
+own, never its child's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("genapi.deferred")
+
+
+class Later:
+    """A queue of ``(function, argument)`` run by a background thread, in order."""
+
+    #: seconds between two batches: how stale a log line or a counter may be
+    INTERVAL = 0.2
+
+    def __init__(self) -> None:
+        self._pending: collections.deque[tuple[int, Callable[[Any], None], Any]] = collections.deque()
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def put(self, function: Callable[[Any], None], argument: Any) -> None:
+        """Run ``function(argument)`` soon, after what was put before it."""
+        pid = os.getpid()
+        self._pending.append((pid, function, argument))
+        if self._pid != pid:
+            self._start(pid)
+
+    def _start(self, pid: int) -> None:
+        with self._lock:
+            if self._pid == pid:
+                return
+            self._pid = pid
+            threading.Thread(target=self._run, name="genapi-later", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.INTERVAL)
+            self.flush()
+
+    def flush(self) -> None:
+        """Run everything queued, now (the thread does it every interval; also at exit, and
+        before ``/metrics`` answers)."""
+        pid = os.getpid()
+        while True:
+            try:
+                owner, function, argument = self._pending.popleft()
+            except IndexError:
+                return
+            if owner != pid:  # queued by the parent before a fork: the parent's to run
+                continue
+            try:
+                function(argument)
+            except Exception:  # one broken receiver must not stop the others, nor the thread
+                log.exception("deferred %r failed", function)
+
+
+#: the process's queue
+later = Later()
+atexit.register(later.flush)
