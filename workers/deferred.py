@@ -27,11 +27,15 @@ class Later:
 
     #: seconds between two batches: how stale a log line or a counter may be
     INTERVAL = 0.2
+    #: items run between two pauses of the background thread, and the pause (seconds)
+    CHUNK = 8
+    PAUSE = 0.0005
 
     def __init__(self) -> None:
         self._pending: collections.deque[tuple[int, Callable[[Any], None], Any]] = collections.deque()
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self._sleep = time.sleep
 
     def put(self, function: Callable[[Any], None], argument: Any) -> None:
         """Run ``function(argument)`` soon, after what was put before it."""
@@ -50,17 +54,22 @@ class Later:
     def _run(self) -> None:
         while True:
             time.sleep(self.INTERVAL)
-            self.flush()
+            self.flush(pause_every=self.CHUNK)
 
-    def flush(self) -> None:
+    def flush(self, pause_every: int = 0) -> None:
         """Run everything queued, now (the thread does it every interval; also at exit, and
-        before ``/metrics`` answers)."""
+        before ``/metrics`` answers). With ``pause_every`` it steps aside after that many
+        items, so frames that arrived meanwhile are served before the rest of the batch."""
         pid = os.getpid()
+        done = 0
         while True:
+            if pause_every and done and done % pause_every == 0:
+                self._sleep(self.PAUSE)  # under gevent: one turn of the loop, its sockets included
             try:
                 owner, function, argument = self._pending.popleft()
             except IndexError:
                 return
+            done += 1
             if owner != pid:  # queued by the parent before a fork: the parent's to run
                 continue
             try:

@@ -83,3 +83,14 @@ def test_the_request_line_keeps_the_time_the_request_ended():
     assert before <= record.created <= after  # when the request ended, not when the line was written
     assert getattr(record, logs.FIELDS)["request_id"] == "r1"
     assert getattr(record, logs.FIELDS)["duration_ms"] == 1.5
+
+
+def test_the_thread_steps_aside_between_chunks():
+    later, seen, pauses = Later(), [], []
+    later._pid = os.getpid()
+    later._sleep = pauses.append
+    for n in range(20):
+        later.put(seen.append, n)
+    later.flush(pause_every=8)
+    assert seen == list(range(20))
+    assert pauses == [Later.PAUSE, Later.PAUSE]  # after items 8 and 16
