@@ -176,7 +176,8 @@ def run(iterations: int) -> None:
 
         print("gateway, reply side")
         reply = json.dumps(reply_result("r", 17)).encode()
-        pending = Pending(conn, "17", "sync", None, ref="r")
+        pending = Pending(conn, "17", "sync", None, ref="r", config=gateway.cache.snapshot.functions[
+            ("bench", "echo")][config.version], started=time.monotonic())
 
         def on_reply(_: int) -> None:
             gateway.deliveries._pending["r"] = pending  # what Deliveries.add did for this call
