@@ -19,7 +19,9 @@ def test_worker_started_after_the_gateway_becomes_callable(fresh_stack):
     with gateway.connect() as ws:
         assert call(ws, HELLO)["error"] == "unsupported function: hello version latest"
         worker = fresh_stack.start_worker("tests.services.late")
-        wait_until(lambda: gateway.sees_node(fresh_stack.node_of(worker)), 10, "gateway sees the new worker")
+        # the worker's heartbeat and its functions' push reach the gateway separately: wait for both
+        wait_until(lambda: gateway.sees_node(fresh_stack.node_of(worker)) and "late.hello" in gateway.status()["tasks"],
+                   10, "gateway sees the new worker and its functions")
         assert call(ws, HELLO)["result"] == "hello ada"
 
 
