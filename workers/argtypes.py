@@ -141,13 +141,13 @@ class ArgSpec:
 
 def _positive_int(name: str, option: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ArgSpecError(f'argument "{name}": {option} must be a positive integer, got {_show(value)}')
+        raise ArgSpecError(f'argument "{name}": {option} must be a positive integer, got {show_value(value)}')
     return value
 
 
 def _names(name: str, option: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise ArgSpecError(f'argument "{name}": {option} must be a list of key names, got {_show(value)}')
+        raise ArgSpecError(f'argument "{name}": {option} must be a list of key names, got {show_value(value)}')
     return tuple(value)
 
 
@@ -158,12 +158,12 @@ def _enum(spec: ArgSpec, value: Any) -> tuple[Any, ...]:
     fits = (lambda v: isinstance(v, str)) if strings else (lambda v: _is_number(v) and math.isfinite(v))
     if not isinstance(value, (list, tuple)) or not value or not all(fits(v) for v in value):
         what = "strings" if strings else "numbers"
-        raise ArgSpecError(f'argument "{name}": enum must be a non-empty list of {what}, got {_show(value)}')
+        raise ArgSpecError(f'argument "{name}": enum must be a non-empty list of {what}, got {show_value(value)}')
     if len(set(value)) != len(value):
-        raise ArgSpecError(f'argument "{name}": enum lists a value twice: {_show(value)}')
+        raise ArgSpecError(f'argument "{name}": enum lists a value twice: {show_value(value)}')
     for item in value if strings else ():
         if utf8_size(item) > spec.max_bytes:
-            raise ArgSpecError(f'argument "{name}": enum value {_show(item)} is longer than max_bytes '
+            raise ArgSpecError(f'argument "{name}": enum value {show_value(item)} is longer than max_bytes '
                                f"({utf8_size(item)} > {spec.max_bytes} bytes)")
     return tuple(value)
 
@@ -171,14 +171,14 @@ def _enum(spec: ArgSpec, value: Any) -> tuple[Any, ...]:
 def parse_spec(name: str, raw: Any) -> ArgSpec:
     """Normalise one ``arg_types`` entry (``"string"`` or ``{"type": "string", ...}``)."""
     if not isinstance(name, str) or not name:
-        raise ArgSpecError(f"argument names must be non-empty strings, got {_show(name)}")
+        raise ArgSpecError(f"argument names must be non-empty strings, got {show_value(name)}")
     if isinstance(raw, str):
         raw = {"type": raw}
     if not isinstance(raw, Mapping):
-        raise ArgSpecError(f'argument "{name}": expected a type name or an object with "type", got {_show(raw)}')
+        raise ArgSpecError(f'argument "{name}": expected a type name or an object with "type", got {show_value(raw)}')
     kind = raw.get("type")
     if kind not in TYPES:
-        raise ArgSpecError(f'argument "{name}": unknown type {_show(kind)}; expected one of {", ".join(TYPES)}')
+        raise ArgSpecError(f'argument "{name}": unknown type {show_value(kind)}; expected one of {", ".join(TYPES)}')
     allowed = _COMMON | _OPTIONS.get(kind, set())
     unknown = sorted(set(raw) - allowed)
     if unknown:
@@ -188,7 +188,7 @@ def parse_spec(name: str, raw: Any) -> ArgSpec:
         )
     allow_nil = raw.get("allow_nil", raw.get("allow_nil?", False))
     if not isinstance(allow_nil, bool):
-        raise ArgSpecError(f'argument "{name}": allow_nil must be true or false, got {_show(allow_nil)}')
+        raise ArgSpecError(f'argument "{name}": allow_nil must be true or false, got {show_value(allow_nil)}')
     fields: dict[str, Any] = {"name": name, "type": kind, "allow_nil": allow_nil}
     for option in ("max_bytes", "max_items", "max_item_bytes"):
         if option in raw:
@@ -216,8 +216,9 @@ def parse_spec(name: str, raw: Any) -> ArgSpec:
 # --------------------------------------------------------------------------- values
 
 
-def _show(value: Any, limit: int = 60) -> str:
-    """A short JSON rendering of a client value for error messages."""
+def show_value(value: Any, limit: int = 60) -> str:
+    """A short JSON rendering of a client value for error messages (the gateway's and the
+    Python client's)."""
     try:
         text = json.dumps(value, ensure_ascii=False, default=repr)
     except ValueError:
@@ -225,7 +226,8 @@ def _show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """What a value is, in the words of error messages (``string``, ``list``, ``object``…)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -234,15 +236,15 @@ def _kind(value: Any) -> str:
         return "number"
     if isinstance(value, str):
         return "string"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):  # a tuple: only from a Python caller (the client)
         return "list"
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return "object"
     return type(value).__name__
 
 
 def _expected(name: str, what: str, value: Any) -> ArgumentError:
-    return ArgumentError(f'"{name}" must be {what}, got {_kind(value)} {_show(value)}')
+    return ArgumentError(f'"{name}" must be {what}, got {kind_of(value)} {show_value(value)}')
 
 
 def _is_number(value: Any) -> bool:
@@ -289,7 +291,7 @@ def _check_date(name: str, value: Any) -> None:
 
 def _check_enum(spec: ArgSpec, value: Any) -> None:
     if spec.enum is not None and value not in spec.enum:
-        shown = ", ".join(_show(item) for item in spec.enum[:10]) + (", ..." if len(spec.enum) > 10 else "")
+        shown = ", ".join(show_value(item) for item in spec.enum[:10]) + (", ..." if len(spec.enum) > 10 else "")
         raise _expected(spec.name, f"one of {shown}", value)
 
 
@@ -401,7 +403,7 @@ def validate_args(specs: Mapping[str, ArgSpec], args: Mapping[str, Any]) -> dict
         expected = ", ".join(f'"{k}"' for k in specs) or "none"
         raise ArgumentError(
             f"unknown argument{'s' if len(extra) > 1 else ''} "
-            f"{', '.join(_show(k) for k in sorted(extra))} (expected: {expected})"
+            f"{', '.join(show_value(k) for k in sorted(extra))} (expected: {expected})"
         )
     out = {}
     for name, spec in specs.items():

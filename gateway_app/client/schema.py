@@ -16,11 +16,12 @@ I/O, no ``jsonschema`` dependency.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
+
+from workers.argtypes import kind_of, show_value
 
 _MISSING = object()
 
@@ -40,31 +41,6 @@ class SchemaError(ValueError):
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """A short JSON rendering of a value for messages (as the gateway shows client values)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
-    except ValueError:
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
 
 
 def _is_type(value: Any, name: str) -> bool:
@@ -119,7 +95,7 @@ def _what(schema: Mapping) -> str:
 
 
 def _expected(where: str, what: str, value: Any) -> SchemaError:
-    return SchemaError(f'"{where}" must be {what}, got {_kind(value)} {_show(value)}')
+    return SchemaError(f'"{where}" must be {what}, got {kind_of(value)} {show_value(value)}')
 
 
 @lru_cache(maxsize=256)
@@ -168,7 +144,7 @@ def check(schema: Any, value: Any, where: str) -> None:
         _check_not(schema["not"], value, where)
     if "enum" in schema and not any(_same(value, option) for option in schema["enum"]):
         shown = [option for option in schema["enum"] if option is not None]
-        options = ", ".join(_show(option) for option in shown[:10]) + (", ..." if len(shown) > 10 else "")
+        options = ", ".join(show_value(option) for option in shown[:10]) + (", ..." if len(shown) > 10 else "")
         raise _expected(where, f"one of {options}", value)
     if isinstance(value, str):
         _check_string(schema, value, where)
@@ -281,7 +257,8 @@ def check_args(schema: Mapping | bool | None, args: Mapping[str, Any]) -> None:
         if extra:
             expected = ", ".join(f'"{name}"' for name in properties) or "none"
             plural = "s" if len(extra) > 1 else ""
-            raise SchemaError(f"unknown argument{plural} {', '.join(_show(k) for k in extra)} (expected: {expected})")
+            shown = ", ".join(show_value(k) for k in extra)
+            raise SchemaError(f"unknown argument{plural} {shown} (expected: {expected})")
     required = list(schema.get("required", ()))
     for name, sub in properties.items():
         value = args.get(name, _MISSING)
