@@ -30,6 +30,10 @@ def create_celery_app(settings: Settings, name: str = "genapi") -> Celery:
         worker_send_task_events=False,
         task_send_sent_event=False,
         result_expires=300,
-        broker_transport_options={"visibility_timeout": 3600},
+        # no unacked-message bookkeeping in Redis (two MULTI/EXEC round trips per task: half the
+        # worker's CPU per call). It only re-delivers a dead worker's prefetched tasks after the
+        # visibility timeout, long after a gateway call's deadline (the task has expired by then);
+        # the gateway ends such calls itself (lost worker, retry or timeout). docs/performance.md
+        broker_transport_options={"visibility_timeout": 3600, "ack_emulation": False},
     )
     return app

@@ -167,3 +167,30 @@ def test_a_frozen_worker_leaves_within_three_heartbeats_and_is_used_again_when_i
         wait_until(lambda: gateway.sees_node(node), 5, "the returning worker heartbeats again", interval=0.05)
         for i in range(3):
             assert call(ws, request("hello", {"name": str(i)}, service="late"))["result"] == f"hello {i}"
+
+
+def test_calls_a_stopping_worker_had_prefetched_are_answered_by_another(fresh_stack):
+    """The worker keeps no unacked bookkeeping in Redis (``ack_emulation`` off): the calls a
+    worker fetched but had not started go back to the queue when it shuts down warmly, and
+    another worker answers them."""
+    first = fresh_stack.start_worker("tests.services.late", options=["-P", "solo", "-l", "info"])
+    gateway = fresh_stack.start_gateway(first)
+    with gateway.connect() as ws:
+        ws.send(json.dumps(request("slow_hello", {"mark": "prefetch-slow"}, service="late", request_id="slow")))
+        wait_until(lambda: fresh_stack.redis.get("prefetch-slow") is not None, 10, "the slow call started")
+        for i in range(3):
+            ws.send(json.dumps(request("hello", {"name": str(i)}, service="late", request_id=i)))
+        # the solo worker fetches up to 4 messages: the three calls wait in its memory, not in Redis
+        wait_until(lambda: fresh_stack.redis.llen("genapi.late") == 0, 5, "the worker fetched the calls",
+                   interval=0.05)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(15) == 0
+        second = fresh_stack.start_worker("tests.services.late")
+        wait_until(lambda: gateway.sees_node(fresh_stack.node_of(second)), 10, "gateway sees the new worker")
+        frames = {}
+        while len(frames) < 4:
+            frame = json.loads(ws.recv(timeout=15))
+            assert frame["request_id"] not in frames, frame
+            frames[frame["request_id"]] = frame
+    assert frames["slow"]["result"] == "slow hello"
+    assert [frames[i]["result"] for i in range(3)] == ["hello 0", "hello 1", "hello 2"]
