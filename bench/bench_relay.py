@@ -487,6 +487,17 @@ def print_breakdown(args, rows: list[Row], deliveries: Deliveries) -> None:
         print(f"  {row.label:{LABEL}} Redis busy {row.phase.redis_usec / n:.0f} us: {shown}")
 
 
+def write_json(args, rows: list[Row]) -> None:
+    """The rows for bench/bench_all.py: per row, deliveries, lost ones and latency percentiles."""
+    result = {"members": args.members, "gateways": args.gateways, "rows": {
+        row.label: {"messages": len(row.seqs), "deliveries": row.phase.units, "lost": row.phase.errors,
+                    "p50_ms": row.phase.percentile(50), "p99_ms": row.phase.percentile(99),
+                    "deliveries_per_s": row.phase.throughput, "sends_per_s": row.sends_per_s}
+        for row in rows}}
+    result["paced"] = result["rows"][rows[0].label]
+    args.json.write_text(json.dumps(result, indent=2))
+
+
 def websockets_version() -> str:
     import websockets
 
@@ -512,6 +523,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "reading once joined (the gateways still write to them, the kernel buffers it), "
                              "so this process's own reading cost leaves the measurement (default: all read)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with the process logs")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write the rows as JSON to PATH (read by bench/bench_all.py)")
     args = parser.parse_args(argv)
     args.flood_messages = args.messages if args.flood_messages is None else args.flood_messages
     if min(args.members, args.gateways, args.messages, args.flood_messages, args.warmup) < 1:
@@ -547,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = asyncio.run(session(args, stack, meter, deliveries))
         say("done; stopping the stack after the report")
         print_report(args, stack, rows, deliveries, limits)
+        if args.json is not None:
+            write_json(args, rows)
         failed = False
         return 0
     finally:

@@ -108,8 +108,12 @@ MODE_WARMUP = 100  # warm-up calls of each selection row (>= MODE_KEY_SPACE: eve
 STREAM_WARM_CHUNKS = 2000  # one unmeasured stream first
 POLICY_LIMIT = 100_000_000  # (p): calls per window of the global limit, far more than a run makes
 POLICY_RATE_LIMITS = {"global_limits": [{"key": "user_id", "max_requests": POLICY_LIMIT, "window_ms": 60000}]}
+# --pin: the layout entry each process follows
 PIN_ROLE = {"redis": "redis", "plain worker": "worker", "worker": "worker", "gateway": "gateway",
-            "policy gateway": "gateway"}  # --pin: the layout entry each process follows
+            "policy gateway": "gateway", "scale gateway": "gateway"}
+SCALE_WORKERS = 2  # gunicorn worker processes of the scale-out gateway (row (w2))
+#: issue 11's targets: (must, aim) of the ratios against the floor (b)
+TARGETS = {"ratio_p50": (1.2, 1.0), "ratio_tput": (1.0, 1.2), "ratio_p50_policies": (1.3, 1.1)}
 
 
 # ---------------------------------------------------------------------------- the stack
@@ -120,9 +124,11 @@ class Stack(BaseStack):
     a second gateway with the rate limit of (p); stopped by PID in :meth:`stop`."""
 
     def __init__(self, workdir: Path, pool: str, concurrency: int, gateway_workers: int,
-                 outbound_queue_bytes: int | None = None, policies: bool = False, task_events: bool = False) -> None:
+                 outbound_queue_bytes: int | None = None, policies: bool = False, task_events: bool = False,
+                 scale: bool = False) -> None:
         self.outbound_queue_bytes = outbound_queue_bytes
         self.policies = policies
+        self.scale = scale
         self.task_events = task_events
         self.extra_gateway_env: dict[str, str] = {}
         self.worker_options = ["-P", pool] + ([] if pool == "solo" or concurrency is None else ["-c", str(concurrency)])
@@ -131,7 +137,8 @@ class Stack(BaseStack):
         self.gateway_workers = gateway_workers
         self.gateway_port = processes.free_port()
         self.policy_port = processes.free_port() if policies else None
-        super().__init__(workdir, self.gateway_port, self.policy_port)
+        self.scale_port = processes.free_port() if scale else None
+        super().__init__(workdir, self.gateway_port, self.policy_port, self.scale_port)
         self.plain_url = f"redis://127.0.0.1:{self.redis_port}/{PLAIN_DB}"
 
     def plain_env(self) -> dict:
@@ -149,12 +156,17 @@ class Stack(BaseStack):
         self.gateway = self._spawn_gateway("gateway", self.gateway_port, self.gateway_env())
         if self.policies:
             self.policy_gateway = self._spawn_gateway("policy gateway", self.policy_port, self.policy_env())
+        if self.scale:  # (w2): the first gateway's settings, SCALE_WORKERS processes
+            self.scale_gateway = self.spawn("scale gateway", self.gateway_argv(self.scale_port, SCALE_WORKERS),
+                                            self.gateway_env())
         # the bench's own client of the plain app: the same module, the same URL from the environment
         os.environ[PLAIN_URL_ENV] = self.plain_url
         self.plain = importlib.import_module(PLAIN_MODULE)
         self.wait_serving(self.ws_url(), "the gateway")
         if self.policies:
             self.wait_serving(self.policy_ws_url(), "the policy gateway")
+        if self.scale:
+            self.wait_serving(self.ws_url(self.scale_port), "the scale-out gateway")
         processes.wait_until(lambda: self.plain.app.control.ping(timeout=0.5), 60, "the plain Celery worker",
                              self.plain_worker)
 
@@ -305,6 +317,10 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
         ("(p) gateway + global rate limit + breakers on, seq.", "p_seq"),
         (f"(p) gateway + global rate limit + breakers on, {n} cl.", "p_conc"),
     ]
+    m = args.scale_clients
+    rows += [(f"(b) FLOOR plain Celery (own app, solo), {m} threads", "b_scale"),
+             (f"(w1) gateway --workers 1, {m} clients", "w1_scale"),
+             (f"(w2) gateway --workers {SCALE_WORKERS}, {m} clients", "w2_scale")]
     rows += [("(d) async echo: send -> ack frame, sequential", "async_ack"),
              ("(d) async echo: send -> final frame, sequential", "async_final")]
     rows += [(f"(m) sync echo, choose_node_mode {label}, seq.", f"m_{request_type}")
@@ -327,6 +343,7 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
               f"{c_conc.throughput / phases['old_conc'].throughput:.2f})")
     if "p_seq" in phases:
         print_policies(args, phases)
+    print_targets(args, phases)
     print_modes(args, phases, b_seq)
 
     print()
@@ -373,9 +390,9 @@ def print_report(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str,
 
 
 def cpu_of(phase: Phase, component: str) -> float:
-    """CPU seconds of one column of the cost table; ``gateway`` is both gateway processes."""
+    """CPU seconds of one column of the cost table; ``gateway`` is every gateway process."""
     if component == "gateway":
-        return phase.cpu.get("gateway", 0.0) + phase.cpu.get("policy gateway", 0.0)
+        return sum(phase.cpu.get(name, 0.0) for name in ("gateway", "policy gateway", "scale gateway"))
     return phase.cpu.get(component, 0.0)
 
 
@@ -395,6 +412,27 @@ def print_policies(args, phases: dict[str, Phase]) -> None:
     scripts = ", ".join(f"({k[0]}) {k[2:]} {phases[k].commands.get('evalsha', 0) / max(phases[k].count, 1):.2f}"
                         for k in ("c_seq", "c_conc", "p_seq", "p_conc"))
     print(f"Redis script calls (EVALSHA) per call: {scripts}   (expected: 0 in (c), 1 in (p), the limit's)")
+
+
+def print_targets(args, phases: dict[str, Phase]) -> None:
+    """Issue 11's sync targets, each with its must and aim, and the scale-out rows' ratios."""
+    values = ratios(phases)
+    print()
+    print(f"{'issue 11 target':44} {'value':>7} {'must':>8} {'aim':>8}")
+    labels = {"ratio_p50": "ratio_p50, defaults (p50 (c) / (b), seq.)",
+              "ratio_tput": f"ratio_tput, defaults ((c) / (b), {args.clients} clients)",
+              "ratio_p50_policies": "ratio_p50, rate limit + breakers ((p) / (b))"}
+    for key, label in labels.items():
+        if key not in values:
+            continue
+        must, aim = TARGETS[key]
+        met = (lambda v, t: v <= t) if key.startswith("ratio_p50") else (lambda v, t: v >= t)
+        sign = "<=" if key.startswith("ratio_p50") else ">="
+        print(f"{label:44} {values[key]:>7.2f} {sign} {must:<4} {'MET' if met(values[key], must) else 'MISSED':6} "
+              f"{sign} {aim:<4} {'MET' if met(values[key], aim) else 'MISSED'}")
+    if "w1_scale" in phases:
+        print(f"scale-out, {args.scale_clients} clients: (w1) / (b) {values['scale_w1_over_b']:.2f}, "
+              f"(w2) / (b) {values['scale_w2_over_b']:.2f}, (w2) / (w1) {values['scale_w2_over_w1']:.2f}")
 
 
 def print_modes(args, phases: dict[str, Phase], b_seq: Phase) -> None:
@@ -438,10 +476,18 @@ def print_modes(args, phases: dict[str, Phase], b_seq: Phase) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=5000,
-                        help="calls per measurement of (b), (b-old), (c) and (p), sequential and concurrent; "
-                             "(a) does 5x (default 5000)")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="sequential calls of each of (b), (b-old), (c) and (p), after --warmup ones; "
+                             "(a) does 5x (default 2000)")
+    parser.add_argument("--conc-requests", type=int, default=6000,
+                        help="calls shared by the concurrent callers of each concurrent row (default 6000)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent callers / connections (default 50)")
+    parser.add_argument("--scale-clients", type=int, default=200,
+                        help="callers of the scale-out rows (b) / (w1) / (w2) (default 200)")
+    parser.add_argument("--no-scale", dest="scale", action="store_false",
+                        help=f"skip the scale-out rows: no third gateway (genapi gateway --workers {SCALE_WORKERS})")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write every row and the ratios as JSON to PATH (read by bench/bench_all.py)")
     parser.add_argument("--pool", default="prefork", choices=["solo", "threads", "prefork", "gevent", "eventlet"],
                         help="the genapi worker's Celery pool (default prefork, what `genapi worker` runs by "
                              "default); the floor's plain worker is always -P solo")
@@ -508,6 +554,59 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def run_scale(args, stack: Stack, phases: dict[str, Phase], meter: Meter, callers: dict) -> None:
+    """The scale-out rows, ``--scale-clients`` callers each: the floor (b), the first gateway
+    (one gunicorn process, (w1)) and the scale-out gateway (``--workers 2``, (w2)), alternating
+    in ``--rounds`` rounds."""
+    per_round = max(1, args.conc_requests // args.rounds)
+    for key in callers:
+        phases[f"{key}_scale"] = Phase(f"{key}_scale")
+    for r in range(args.rounds):
+        say(f"round {r + 1}/{args.rounds}: {args.scale_clients} concurrent (b), (w1) gateway --workers 1, "
+            f"(w2) gateway --workers {SCALE_WORKERS} ...")
+        for key, caller in callers.items():
+            phase = Phase(f"{key}_scale")
+            concurrent(caller, args.scale_clients, per_round, 3, args.max_seconds / args.rounds)(phase, meter)
+            phases[f"{key}_scale"].add(phase)
+        stack.check_alive()
+
+
+def ratios(phases: dict[str, Phase]) -> dict[str, float]:
+    """Issue 11's ratios against the floor (b): p50 sequential, calls/s with the concurrent callers."""
+    b_seq, b_conc = phases["b_seq"].percentile(50), phases["b_conc"].throughput
+    result = {"ratio_p50": phases["c_seq"].percentile(50) / b_seq,
+              "ratio_tput": phases["c_conc"].throughput / b_conc}
+    if "p_seq" in phases:
+        result["ratio_p50_policies"] = phases["p_seq"].percentile(50) / b_seq
+        result["ratio_tput_policies"] = phases["p_conc"].throughput / b_conc
+    if "w1_scale" in phases:
+        result["scale_w1_over_b"] = phases["w1_scale"].throughput / phases["b_scale"].throughput
+        result["scale_w2_over_b"] = phases["w2_scale"].throughput / phases["b_scale"].throughput
+        result["scale_w2_over_w1"] = phases["w2_scale"].throughput / phases["w1_scale"].throughput
+    return result
+
+
+def write_json(args, stack: Stack, phases: dict[str, Phase], stamps: dict[str, tuple]) -> None:
+    """Every row (count, errors, p50/p90/p99 ms, calls/s, CPU ms per call per process), the
+    ratios and the stream's chunks/s, for bench/bench_all.py's table and plot."""
+    rows = {}
+    for key, phase in phases.items():
+        rows[key] = {"count": phase.count, "errors": phase.errors, "p50_ms": phase.percentile(50),
+                     "p90_ms": phase.percentile(90), "p99_ms": phase.percentile(99),
+                     "calls_per_s": phase.throughput,
+                     "cpu_ms_per_call": {name: cpu * 1e3 / max(phase.per, 1) for name, cpu in phase.cpu.items()}}
+    result = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "code": code_version(),
+              "busy_before": args.busy_before, "clients": args.clients, "scale_clients": args.scale_clients,
+              "requests": args.requests, "conc_requests": args.conc_requests, "rows": rows,
+              "ratios": ratios(phases), "legs_ms": stamps}
+    stream = phases.get("stream")
+    if stream is not None:
+        result["stream"] = {"chunks_per_s": stream.throughput, "errors": stream.errors,
+                            "per_stream": list(stream.rates), "chunks": stream.units,
+                            "expected": args.stream_runs * args.stream_chunks}
+    args.json.write_text(json.dumps(result, indent=2, default=float))
+
+
 def run_modes(args, stack: Stack, phases: dict[str, Phase], meter: Meter, compression: str | None) -> None:
     """The rows of issue 6, after the others: (s) stream, (d) async, (m) each selection mode."""
     def caller(request_type: str, key_space: int | None = None) -> WsCaller:
@@ -542,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminated)
     workdir = Path(tempfile.mkdtemp(prefix="genapi-bench-"))
     stack = Stack(workdir, args.pool, args.concurrency, args.gateway_workers, args.outbound_queue_bytes,
-                  args.policies, args.task_events)
+                  args.policies, args.task_events, args.scale)
     stack.extra_gateway_env = dict(item.split("=", 1) for item in args.gateway_env)
     scraper = None
     client = plain_client = old_app = profiler = None
@@ -583,6 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         queues = {"b_seq": (plain_client, PLAIN_QUEUE), "b_conc": (plain_client, PLAIN_QUEUE),
                   "old_seq": service_queue, "old_conc": service_queue, "c_seq": service_queue,
                   "c_conc": service_queue, "p_seq": service_queue, "p_conc": service_queue,
+                  "b_scale": (plain_client, PLAIN_QUEUE), "w1_scale": service_queue, "w2_scale": service_queue,
                   "stream": service_queue, "async_final": service_queue, "m_echo_any": service_queue}
         meter = Meter(client, groups, queues, profiler)
 
@@ -599,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
             callers["p"] = WsCaller(stack.policy_ws_url(), bench_service.SERVICE, compression)
         order = [c for c in ("b", "old", "c", "p") if c in callers]
         per_round = max(1, args.requests // args.rounds)
+        conc_per_round = max(1, args.conc_requests // args.rounds)
         warm = min(args.warmup, args.requests)
         cap = args.max_seconds / args.rounds
 
@@ -616,12 +717,16 @@ def main(argv: list[str] | None = None) -> int:
                 for c in order:
                     key = f"{c}_{mode}"
                     body = (sequential(callers[c], per_round, warm, cap) if mode == "seq"
-                            else concurrent(callers[c], args.clients, per_round, 3, cap))
+                            else concurrent(callers[c], args.clients, conc_per_round, 3, cap))
                     phase = Phase(key)
                     body(phase, meter)
                     phases[key].add(phase)
                 stack.check_alive()
 
+        if args.scale:
+            run_scale(args, stack, phases, meter, {"b": floor, "w1": gateway,
+                                                   "w2": WsCaller(stack.ws_url(stack.scale_port),
+                                                                  bench_service.SERVICE, compression)})
         stamps = {}
         if args.stamps:
             say("stamped calls (request / reply legs) ...")
@@ -633,6 +738,8 @@ def main(argv: list[str] | None = None) -> int:
             run_modes(args, stack, phases, meter, compression)
         say("done; stopping the stack after the report")
         print_report(args, stack, phases, stamps)
+        if args.json is not None:
+            write_json(args, stack, phases, stamps)
         failed = False
         return 0
     finally:
