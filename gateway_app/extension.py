@@ -22,7 +22,7 @@ from workers.registry import Registry
 from workers.settings import Settings
 from workers.signals import emit
 
-from . import breakers, catalogue, connection, diagnostics, dispatch, metrics, pipeline
+from . import breakers, catalogue, connection, diagnostics, dispatch, metrics, overload, pipeline
 from .admin_http import admin_blueprint, bearer_matches
 from .auth import load_authenticator
 from .cache import RegistryCache
@@ -110,7 +110,14 @@ class Gateway:
             self.breakers = breakers.Breakers(self.redis, self.keys, settings.breakers)
             self.replies.after_call.append(self.breakers)  # every attempt counts, retried or not
         self.replies.after_call.append(Retry())
-        self.steps = pipeline.build_steps(self.selector, self.limiter, settings.rate_limits, self.breakers)
+        #: the queue-length sampler of ``GENAPI_MAX_QUEUE_LENGTH`` (None: no limit, or not a Redis broker)
+        self.queue_lengths = overload.QueueLengths.for_broker(settings.broker_url) \
+            if settings.max_queue_length else None
+        if settings.max_queue_length and self.queue_lengths is None:
+            log.info("GENAPI_MAX_QUEUE_LENGTH is not applied: the broker is not Redis")
+        self.steps = pipeline.build_steps(self.selector, self.limiter, settings.rate_limits, self.breakers,
+                                          overload.LimitOverload(settings.max_in_flight, settings.max_queue_length,
+                                                                 self.queue_lengths))
         if self.dispatcher is None:
             self.dispatcher = dispatch.for_broker(
                 settings.broker_url, lambda: create_celery_app(settings, name="genapi-gateway"), settings.task_events)
@@ -287,6 +294,8 @@ class Gateway:
                        ("genapi-sweeper", lambda: self.deliveries.run_sweeper(self.replies.timed_out)),
                        ("genapi-receiver", self.receiver.run), ("genapi-relay-heartbeat", self.relay.heartbeat)]
             threads += [(f"genapi-{name}", schedule.run) for name, schedule in self.schedules.items()]
+            if self.queue_lengths is not None:
+                threads.append(("genapi-queue-sampler", self.queue_lengths.run))
             for name, target in threads:
                 thread = threading.Thread(target=target, name=name, daemon=True)
                 thread.start()
@@ -305,6 +314,8 @@ class Gateway:
         self.relay.stop()
         for schedule in self.schedules.values():
             schedule.stop()
+        if self.queue_lengths is not None:
+            self.queue_lengths.stop()
         for thread in self._threads:
             thread.join(timeout=3)
         self._started = False

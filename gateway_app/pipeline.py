@@ -285,11 +285,13 @@ def dispatch(gateway: Gateway, call: Call) -> None:
 
 
 def build_steps(selector: NodeSelector, limiter: RateLimiter | None = None,
-                limits: RateLimitConfig = RateLimitConfig(), breakers: Breakers | None = None) -> list[Step]:
-    """The order every request goes through, with the stateful steps built once."""
+                limits: RateLimitConfig = RateLimitConfig(), breakers: Breakers | None = None,
+                overload: Step | None = None) -> list[Step]:
+    """The order every request goes through, with the stateful steps built once.
+    ``overload`` (:class:`~gateway_app.overload.LimitOverload`) runs just before dispatch."""
     return [authenticate, parse, decode, refuse_when_draining, answer_builtin, resolve, authorize,
             RateLimit(limiter, limits), validate, run_gateway_hooks, CheckBreaker(breakers),
-            SelectNode(selector, breakers), dispatch]
+            SelectNode(selector, breakers), *([overload] if overload is not None else []), dispatch]
 
 
 def _span_attributes(call: Call) -> dict:
@@ -311,8 +313,10 @@ def _stopped(gateway: Gateway, call: Call, outcome: str, error: str | None, node
          **{"async": mode in ("async", "stream")}, outcome=outcome, error=error, node=node)
 
 
-def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:
-    """Run one frame through the steps; every failure becomes one error frame."""
+def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> float:
+    """Run one frame through the steps; every failure becomes one error frame. Returns how
+    long the connection should wait before its next frame is read (0 but after an overload
+    refusal: :class:`~gateway_app.overload.Backoff`)."""
     call = Call(conn, raw, started=time.monotonic())
     try:
         for step in gateway.steps:
@@ -325,6 +329,7 @@ def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:
             span = gateway.tracing.server_span(call.config.service, call.config.request_type, call.started,
                                                _span_attributes(call))
             gateway.tracing.end(span, rejected.code, rejected.error)
+        return rejected.read_pause
     except Answered:
         if executor_request_stop.receivers:
             _stopped(gateway, call, "ok", None)
@@ -340,3 +345,4 @@ def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> None:
                  mode=call.config.response_type if call.config is not None else None, kind="error",
                  reason=f"{type(exc).__name__}: {exc}", stacktrace=traceback.format_exc(), outcome="internal_error",
                  node=None)
+    return 0.0

@@ -37,6 +37,7 @@ from workers.protocol import (
 from workers.signals import emit, executor_request_exception, executor_request_stop, stream_chunks
 
 from .deliveries import Handle, Pending, call_key
+from .overload import InFlight
 from .retry import policy as retry_policy
 
 if TYPE_CHECKING:
@@ -110,6 +111,8 @@ class Replies:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.table = gateway.deliveries
+        #: calls started on each connection and not settled yet (``GENAPI_MAX_IN_FLIGHT``)
+        self.in_flight = InFlight()
         #: the after-call hooks, in order (breakers count every attempt, then retry may take it over)
         self.after_call: list[AfterCall] = []
         self.handlers: dict[str, Callable[[Pending, dict], None]] = {
@@ -128,6 +131,7 @@ class Replies:
         """Register the call and dispatch its first attempt."""
         if pending.response_type in ("async", "stream"):
             pending.conn.calls[call_key(pending.request_id)] = pending
+        self.in_flight.add(pending.conn)
         self.table.add(pending)
         self.dispatch(pending, pending.queue)
 
@@ -253,6 +257,7 @@ class Replies:
                         return True  # the hook carries the call on (a retry)
                 except Exception:
                     log.exception("after-call hook %r failed", hook)
+            self.in_flight.remove(pending.conn)
             if pending.response_type in ("async", "stream"):
                 key = call_key(pending.request_id)
                 if pending.conn.calls.get(key) is pending:

@@ -196,6 +196,10 @@ class Settings:
     registry_retention: float = 86400.0
     #: bytes of frames one connection may have waiting to be written
     outbound_queue_bytes: int = 8 * 1024 * 1024
+    #: calls dispatched on one connection and not yet answered; more are refused (0: no cap)
+    max_in_flight: int = 1000
+    #: messages a service's (or a worker's) queue may hold; more calls are refused (0: no limit)
+    max_queue_length: int = 10_000
     #: ``GENAPI_RATE_LIMITS`` (none by default: costs nothing); operators may replace it at runtime
     rate_limits: RateLimitConfig = RateLimitConfig()
     #: the Redis the rate limiter keeps its windows in (``None``: ``redis_url``)
@@ -276,6 +280,8 @@ class Settings:
             registry_retention=_duration(env, "GENAPI_REGISTRY_RETENTION", 86400.0, 1.0, 365 * 86400),
             outbound_queue_bytes=_integer(env, "GENAPI_OUTBOUND_QUEUE_BYTES", cls.outbound_queue_bytes, 65536,
                                           1024 * 1024 * 1024),
+            max_in_flight=_integer(env, "GENAPI_MAX_IN_FLIGHT", cls.max_in_flight, 0, 1_000_000),
+            max_queue_length=_integer(env, "GENAPI_MAX_QUEUE_LENGTH", cls.max_queue_length, 0, 100_000_000),
             rate_limits=_policy(env, "GENAPI_RATE_LIMITS", RateLimitConfig.parse) or cls.rate_limits,
             rate_limit_redis_url=(_url(env, "GENAPI_RATE_LIMIT_REDIS_URL", redis_url, ("redis", "rediss", "unix"))
                                   if env.get("GENAPI_RATE_LIMIT_REDIS_URL") else None),
