@@ -30,6 +30,9 @@ class Later:
     #: items run between two pauses of the background thread, and the pause (seconds)
     CHUNK = 8
     PAUSE = 0.0005
+    #: a batch is run in at most this many steps: when a saturated process queues faster than
+    #: CHUNK items per turn of its loop, the steps grow, so the queue (memory) stays bounded
+    STEPS = 16
 
     def __init__(self) -> None:
         self._pending: collections.deque[tuple[int, Callable[[Any], None], Any]] = collections.deque()
@@ -59,12 +62,17 @@ class Later:
     def flush(self, pause_every: int = 0) -> None:
         """Run everything queued, now (the thread does it every interval; also at exit, and
         before ``/metrics`` answers). With ``pause_every`` it steps aside after that many
-        items, so frames that arrived meanwhile are served before the rest of the batch."""
+        items, so frames that arrived meanwhile are served before the rest of the batch; with a
+        backlog (a saturated process queues faster than that) the steps grow to 1/STEPS of
+        what waits, so the queue, and the memory it holds, stays bounded."""
         pid = os.getpid()
         done = 0
+        step = pause_every
         while True:
-            if pause_every and done and done % pause_every == 0:
+            if step and done >= step:
                 self._sleep(self.PAUSE)  # under gevent: one turn of the loop, its sockets included
+                done = 0
+                step = max(pause_every, len(self._pending) // self.STEPS)  # what came meanwhile counts too
             try:
                 owner, function, argument = self._pending.popleft()
             except IndexError:

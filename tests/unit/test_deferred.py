@@ -94,3 +94,24 @@ def test_the_thread_steps_aside_between_chunks():
     later.flush(pause_every=8)
     assert seen == list(range(20))
     assert pauses == [Later.PAUSE, Later.PAUSE]  # after items 8 and 16
+
+
+
+def test_a_backlog_is_run_in_bigger_steps_so_it_stays_bounded():
+    later, steps = Later(), []
+    later._pid = os.getpid()
+    backlog = Later.STEPS * 100
+
+    def pause(_):  # what arrives while the thread steps aside is counted in the next step
+        steps.append(len(later._pending))
+        if len(steps) == 1:
+            for n in range(backlog):
+                later.put(id, n)
+
+    later._sleep = pause
+    for n in range(20):
+        later.put(id, n)
+    later.flush(pause_every=8)
+    assert not later._pending
+    waiting = 12 + backlog  # when the thread came back from its first pause
+    assert steps[:2] == [12, waiting - waiting // Later.STEPS]  # then 1/STEPS of what waited, not 8

