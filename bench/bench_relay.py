@@ -1,27 +1,41 @@
 #!/usr/bin/env python
 """Relay fan-out benchmark (issue 8): one public group, its members spread over gateway processes.
 
-    python -m bench.bench_relay [--members 1000] [--gateways 2] [--messages 200] [--flood-messages N]
+    python -m bench.bench_relay [--members 1000] [--gateways 2] [--reader-procs 2] [--messages 200]
+                                [--flood-messages N]
 
 One fresh ``redis-server`` (free port, temp dir) and ``--gateways`` ``genapi gateway``
 processes (gunicorn, one gevent worker each, ``--worker-connections`` above what they hold)
 are started; no worker: the ``relay`` service is answered by the gateway. Every process is
 stopped by PID at the end, also on Ctrl-C, SIGTERM or an error.
 
-All clients run in this process, in one asyncio loop (the ``websockets`` asyncio client),
-each with a token of its own user (``member-0000`` ...), signed with the gateways'
-``GENAPI_SECRET_KEY``:
+The clients use the ``websockets`` asyncio client, each with a token of its own user
+(``member-0000`` ...), signed with the gateways' ``GENAPI_SECRET_KEY``:
 
-- a creator (on the first gateway) creates a public group, and is the sender;
-- ``--members`` members, split evenly over the gateways (member i on gateway i mod N),
-  connect and join it.
+- a creator (on the first gateway, in this process) creates a public group, and is the sender;
+- ``--members`` members, split evenly over the gateways (member i on gateway i mod G), connect
+  and join it. They are read by ``--reader-procs`` N processes, each an asyncio loop holding
+  its share: member i belongs to process (i // G) mod N, so every process has members on
+  every gateway. The reader processes are forked from this one before its own loop starts;
+  over a pipe each they report when all their members have a message, and at the end every
+  delivery they recorded. With N = 1 the members are read in this process's own loop, next to
+  the sender (what the benchmark did before the option existed).
+
+Reading costs ~30-45 us of CPU per delivery in ``websockets`` (frame parsing and asyncio's
+socket reads), 30-45 ms per message of 1000 members: in one loop the last member of a message
+reads it that long after the first, whatever the gateways do. Several reader processes read
+in parallel, as far as the cores left by the gateways allow (on 2 cores they are all busy:
+see docs/performance.md).
 
 Each message is ``{"seq": n, "t": perf_counter_ns()}`` taken right before the send; each
-member stamps a relay frame when its ``recv()`` returns, so one clock serves both ends.
-A delivery's latency is receive time - send time; latencies are pooled over all deliveries.
+member stamps a relay frame when its ``recv()`` returns. ``time.perf_counter_ns`` is
+``CLOCK_MONOTONIC`` on Linux, one clock for the whole system, so a stamp taken in a reader
+process compares with the sender's. A delivery's latency is receive time - send time;
+latencies are pooled over all deliveries.
 
-(r1) paced: ``--messages`` messages, one at a time; the next is sent when every member has
-     received the previous one (or after a timeout, which counts the missing ones as errors);
+(r1) paced: ``--messages`` messages, one at a time; the next is sent when every member (in
+     every reader process) has received the previous one (or after a timeout, which counts
+     the missing ones as errors);
 (r2) flood: ``--flood-messages`` messages, each sent as soon as the previous one's sync
      reply came back; deliveries/s over the time from the first send to the last delivery,
      sends/s over the time from the first send to the last sync reply.
@@ -29,10 +43,9 @@ A delivery's latency is receive time - send time; latencies are pooled over all 
 ``--warmup`` paced messages go first, unmeasured. The report prints p50 and p99 of each row
 against the targets of the issue (p99 of (r1) <= 100 ms must, <= 30 ms aim), and where the
 time goes: the first and the last member's latency of each message (their gap is the
-fan-out: the gateways handing the frame to each socket, and this process reading them), per
-gateway, the CPU each process spends (the bench client included: with 1000 sockets in one
-asyncio loop the readers' own cost is part of what is measured) and the Redis commands per
-message.
+fan-out: the gateways handing the frame to each socket, and the readers reading them), per
+gateway, the CPU each process spends (the bench client is this process and its reader
+processes: their reading is part of what is measured) and the Redis commands per message.
 
 ``--readers N`` is a diagnostic that takes that cost out: every member joins, then all but N
 per gateway stop reading (a large receive buffer each; the kernel keeps what the gateways
@@ -46,6 +59,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -56,8 +70,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,13 +93,18 @@ GROUP_ID = "bench-relay"
 TARGET_P99_MS = 100.0  # must (issue 8)
 AIM_P99_MS = 30.0  # aim
 WORKER_CONNECTIONS = 4000  # per gateway process: more than the members it holds
-CONNECT_AT_ONCE = 50  # WebSocket handshakes (and joins) in flight at a time
+READER_PROCS = 2  # processes reading the members: the cores of the machine the targets were set on
+CONNECT_AT_ONCE = 50  # WebSocket handshakes (and joins) in flight at a time, over all reader processes
 REPLY_TIMEOUT = 10.0  # seconds for one sync reply
 DELIVERY_TIMEOUT = 10.0  # seconds for every member to receive one paced message
 FLOOD_TIMEOUT = 120.0  # seconds for every delivery of the flood after its last send
+SETUP_TIMEOUT = 180.0  # seconds for the reader processes to connect (or join) all their members
+REPORT_TIMEOUT = 60.0  # seconds for the reader processes to send their samples
+STOP_TIMEOUT = 30.0  # seconds for the reader processes to close their members and end
 LABEL = 44  # width of the row labels
 FDS_PER_MEMBER = 2  # this process's socket, and some slack for the gateways' (they inherit the limit)
 PASSIVE_BUFFER = 4 << 20  # --readers: SO_RCVBUF of a member that stops reading (the kernel caps it at rmem_max)
+READER_GROUP = "bench reader "  # prefix of the reader processes' names in the CPU meter
 
 
 # ---------------------------------------------------------------------------- limits and the stack
@@ -99,6 +120,11 @@ def raise_open_files(needed: int) -> tuple[int, int]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         soft = hard
     return soft, hard
+
+
+def ws_url(port: int, user: str) -> str:
+    """The WebSocket URL of the gateway on ``port``, with a token of ``user``."""
+    return f"ws://127.0.0.1:{port}/ws?token={mint_token(SECRET, user, [])}"
 
 
 class Stack(BaseStack):
@@ -119,7 +145,7 @@ class Stack(BaseStack):
 
     def wait_serving(self, port: int, what: str) -> None:
         """Until the gateway's built-in ``gateway.ping`` answers over a WebSocket."""
-        caller = WsCaller(self.ws_url(port, "bench-probe"), "gateway", None, ping=True)
+        caller = WsCaller(ws_url(port, "bench-probe"), "gateway", None, ping=True)
         deadline = time.monotonic() + 60
         while True:
             self.check_alive()
@@ -133,49 +159,45 @@ class Stack(BaseStack):
                 raise TimeoutError(f"{what} did not answer a ping within 60 s; see {self.workdir}")
             time.sleep(0.2)
 
-    def ws_url(self, port: int, user: str) -> str:
-        return f"ws://127.0.0.1:{port}/ws?token={mint_token(SECRET, user, [])}"
-
 # ---------------------------------------------------------------------------- the clients
 
 
-class Deliveries:
-    """Every relay frame the members received: (gateway index, latency ns) per message seq,
-    and an event per message set when all ``expected`` members (the readers) have it; the
-    group has ``members`` members and the creator."""
+class Inbox:
+    """What the members of one loop received: (gateway index, latency ns) per message seq;
+    ``on_complete(seq)`` is called once all ``expected`` members (the readers) have a message."""
 
-    def __init__(self, expected: int, members: int) -> None:
+    def __init__(self, expected: int, on_complete: Callable[[int], None]) -> None:
         self.expected = expected
-        self.recipients = members + 1  # what a send's sync reply counts
+        self.on_complete = on_complete
         self.samples: dict[int, list[tuple[int, int]]] = defaultdict(list)
-        self.last: dict[int, int] = {}  # seq -> perf_counter_ns of its last delivery
-        self.done: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self.unexpected = 0  # frames that are neither a sync reply nor a relay frame of the bench
         self.examples: list[str] = []  # the first few of them
 
     def record(self, message: dict, gateway: int, received_ns: int) -> None:
-        seq = message["seq"]
-        samples = self.samples[seq]
+        samples = self.samples[message["seq"]]
         samples.append((gateway, received_ns - message["t"]))
-        self.last[seq] = received_ns
-        if len(samples) >= self.expected:
-            self.done[seq].set()
+        if len(samples) == self.expected:
+            self.on_complete(message["seq"])
 
     def odd(self, text: str) -> None:
         self.unexpected += 1
         if len(self.examples) < 3:
             self.examples.append(text[:300])
 
+    def report(self) -> dict:
+        """Everything recorded, for :meth:`Deliveries.merge` (picklable)."""
+        return {"samples": dict(self.samples), "unexpected": self.unexpected, "examples": self.examples}
+
 
 class Client:
     """One WebSocket connection with its own user; :meth:`request` is a sync call on it
-    (request ids are unique per connection), relay frames go to ``deliveries``."""
+    (request ids are unique per connection), relay frames go to ``inbox``."""
 
-    def __init__(self, user: str, gateway: int, ws: ClientConnection, deliveries: Deliveries | None) -> None:
+    def __init__(self, user: str, gateway: int, ws: ClientConnection, inbox: Inbox | None) -> None:
         self.user = user
         self.gateway = gateway
         self.ws = ws
-        self.deliveries = deliveries
+        self.inbox = inbox
         self.ids = itertools.count()
         self.pending: dict[str, asyncio.Future] = {}
         self.reader: asyncio.Task | None = None
@@ -205,17 +227,17 @@ class Client:
             result = frame.get("result")
             message = result.get("message") if isinstance(result, dict) else None
             if frame.get("success") and isinstance(message, dict) and "seq" in message:
-                if self.deliveries is not None:
-                    self.deliveries.record(message, self.gateway, now)
-            elif self.deliveries is not None:
-                self.deliveries.odd(text)
+                if self.inbox is not None:
+                    self.inbox.record(message, self.gateway, now)
+            elif self.inbox is not None:
+                self.inbox.odd(text)
 
     def start(self) -> None:
         self.reader = asyncio.create_task(self.read(), name=f"reader-{self.user}")
 
     def stop_reading(self) -> None:
         """Read nothing more: what the gateway sends waits in the kernel's buffers."""
-        self.deliveries = None
+        self.inbox = None
         self.ws.transport.pause_reading()
 
     async def close(self) -> None:
@@ -228,20 +250,20 @@ class Client:
                 pass
 
 
-async def open_client(stack: Stack, user: str, gateway: int, deliveries: Deliveries | None,
+async def open_client(port: int, user: str, gateway: int, inbox: Inbox | None,
                       gate: asyncio.Semaphore, buffer: int | None = None) -> Client:
-    """A connected client, its reader started; ``buffer``: the socket's SO_RCVBUF (set before
-    the connect, so the TCP window follows)."""
+    """A client connected to the gateway on ``port``, its reader started; ``buffer``: the
+    socket's SO_RCVBUF (set before the connect, so the TCP window follows)."""
     async with gate:
         sock = None
         if buffer is not None:
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
             sock.setblocking(False)
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", stack.ports[gateway]))
-        ws = await connect(stack.ws_url(stack.ports[gateway], user), compression=None, max_size=None,
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        ws = await connect(ws_url(port, user), compression=None, max_size=None,
                            open_timeout=60, ping_interval=None, proxy=None, sock=sock)
-    client = Client(user, gateway, ws, deliveries)
+    client = Client(user, gateway, ws, inbox)
     client.start()
     return client
 
@@ -253,87 +275,27 @@ async def join(client: Client, gate: asyncio.Semaphore) -> None:
         raise RuntimeError(f"{client.user}: join_group answered {result}")
 
 
-# ---------------------------------------------------------------------------- the phases
+async def close_all(clients: list[Client]) -> None:
+    """Close every client at once (errors ignored)."""
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
 
-async def send(sender: Client, seq: int, expected: int) -> None:
-    """One message stamped with the send time; checks the sync reply."""
-    result = await sender.request("send", {"group_id": GROUP_ID,
-                                           "message": {"seq": seq, "t": time.perf_counter_ns()}})
-    if result.get("status") != "relayed" or result.get("recipients_count") != expected:
-        raise RuntimeError(f"send {seq}: unexpected sync result {result} (expected {expected} recipients)")
-
-
-async def paced(sender: Client, deliveries: Deliveries, seqs: range) -> None:
-    """One message at a time: the next after every member received this one (or the timeout)."""
-    for seq in seqs:
-        await send(sender, seq, deliveries.recipients)
-        try:
-            await asyncio.wait_for(deliveries.done[seq].wait(), DELIVERY_TIMEOUT)
-        except TimeoutError:
-            pass  # the missing deliveries count as errors
-
-
-async def flood(sender: Client, deliveries: Deliveries, seqs: range) -> tuple[int, int, int]:
-    """Each message right after the previous one's sync reply; returns (first send, last sync
-    reply, last delivery) in perf_counter_ns (the last delivery after every member has all,
-    or the timeout)."""
-    first = time.perf_counter_ns()
-    for seq in seqs:
-        await send(sender, seq, deliveries.recipients)
-    replied = time.perf_counter_ns()
-    try:
-        await asyncio.wait_for(asyncio.gather(*(deliveries.done[s].wait() for s in seqs)), FLOOD_TIMEOUT)
-    except TimeoutError:
-        pass
-    last = max((deliveries.last[s] for s in seqs if s in deliveries.last), default=replied)
-    return first, replied, last
+# ---------------------------------------------------------------------------- the members' loops
 
 
 @dataclass
-class Row:
-    """One measured row: its messages (seqs), and its phase (latencies, costs) once measured."""
+class Share:
+    """The members one loop holds: (member index, gateway index, reads and is measured) each;
+    the gateways' ports; how many handshakes (and joins) it keeps in flight."""
 
-    label: str
-    seqs: range
-    phase: Phase
-    sends_per_s: float = float("nan")
+    members: list[tuple[int, int, bool]]
+    ports: list[int]
+    at_once: int
 
-
-def fill(row: Row, deliveries: Deliveries) -> None:
-    """The row's latencies (every delivery), units (deliveries) and errors (missing ones)."""
-    for seq in row.seqs:
-        samples = deliveries.samples.get(seq, [])
-        row.phase.latencies += [ns for _, ns in samples]
-        row.phase.errors += max(0, deliveries.expected - len(samples))
-    row.phase.units = len(row.phase.latencies)
-
-
-async def setup(args, stack: Stack, deliveries: Deliveries, clients: list[Client]) -> Client:
-    """Connect the creator and the members, create the group, join it; returns the sender."""
-    gate = asyncio.Semaphore(CONNECT_AT_ONCE)
-    say(f"connecting the creator and {args.members} members over {args.gateways} gateways ...")
-    sender = await open_client(stack, "creator", 0, None, gate)
-    clients.append(sender)
-    opened = await asyncio.gather(*(open_client(stack, f"member-{i:04d}", i % args.gateways, deliveries, gate,
-                                                None if reads(args, i) else PASSIVE_BUFFER)
-                                    for i in range(args.members)), return_exceptions=True)
-    clients += [c for c in opened if isinstance(c, Client)]
-    failures = [c for c in opened if not isinstance(c, Client)]
-    if failures:
-        raise RuntimeError(f"{len(failures)} of {args.members} members could not connect: {failures[0]!r}")
-    created = await sender.request("create_group", {"group_id": GROUP_ID, "group_type": "public"})
-    if created.get("status") != "created":
-        raise RuntimeError(f"create_group answered {created}")
-    started = time.perf_counter()
-    await asyncio.gather(*(join(c, gate) for c in clients[1:]))
-    say(f"{args.members} members joined in {time.perf_counter() - started:.1f}s")
-    passive = [c for i, c in enumerate(clients[1:]) if not reads(args, i)]
-    for client in passive:
-        client.stop_reading()
-    if passive:
-        say(f"{len(passive)} members stopped reading; {deliveries.expected} read and are measured")
-    return sender
+    @property
+    def readers(self) -> int:
+        """How many of its members read (and are measured)."""
+        return sum(reads for _, _, reads in self.members)
 
 
 def reads(args, member: int) -> bool:
@@ -341,8 +303,384 @@ def reads(args, member: int) -> bool:
     return args.readers is None or member // args.gateways < args.readers
 
 
+def split(args, ports: list[int]) -> list[Share]:
+    """The members over ``--reader-procs`` loops: member i in loop (i // gateways) mod N."""
+    count = args.reader_procs
+    shares = [Share([], ports, max(1, CONNECT_AT_ONCE // count)) for _ in range(count)]
+    for i in range(args.members):
+        shares[(i // args.gateways) % count].members.append((i, i % args.gateways, reads(args, i)))
+    return shares
+
+
+class MemberSet:
+    """One share of the members in the running loop: connected, joined, read until closed."""
+
+    def __init__(self, share: Share, on_complete: Callable[[int], None]) -> None:
+        self.share = share
+        self.inbox = Inbox(share.readers, on_complete)
+        self.clients: list[Client] = []
+        self.gate = asyncio.Semaphore(share.at_once)
+
+    async def connect(self) -> None:
+        """Every member connected (the passive ones with a large receive buffer), or RuntimeError."""
+        opened = await asyncio.gather(*(open_client(self.share.ports[gateway], f"member-{i:04d}", gateway,
+                                                    self.inbox, self.gate, None if active else PASSIVE_BUFFER)
+                                        for i, gateway, active in self.share.members), return_exceptions=True)
+        self.clients = [c for c in opened if isinstance(c, Client)]
+        failures = [c for c in opened if not isinstance(c, Client)]
+        if failures:
+            raise RuntimeError(f"{len(failures)} of {len(opened)} members could not connect: {failures[0]!r}")
+
+    async def join(self) -> None:
+        """Every member joined; then the passive ones stop reading."""
+        await asyncio.gather(*(join(c, self.gate) for c in self.clients))
+        for client, (_, _, active) in zip(self.clients, self.share.members, strict=True):
+            if not active:
+                client.stop_reading()
+
+    async def close(self) -> None:
+        """Close every member, within STOP_TIMEOUT."""
+        try:
+            await asyncio.wait_for(close_all(self.clients), STOP_TIMEOUT)
+        except TimeoutError:
+            pass
+
+
+def reader_main(conn: Connection, share: Share, foreign: list[int]) -> None:
+    """A reader process (forked): its members connect, join when told, read, send back their
+    samples when asked; told to stop, or at the end of the pipe (the main process died), it
+    closes them and ends. ``foreign``: the inherited main-process ends of the pipes (its own
+    included), closed here so that a pipe ends when the main process does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.setpgid(0, 0)  # a process group of its own: the CPU meter counts it by group
+    for fd in foreign:
+        os.close(fd)
+    raise_open_files(FDS_PER_MEMBER * len(share.members) + 100)
+    try:
+        asyncio.run(serve(conn, share))
+    finally:
+        conn.close()
+
+
+async def serve(conn: Connection, share: Share) -> None:
+    """The reader process's loop: ("connected", n), then on ("join",) ("joined",), then on
+    ("report",) ("report", samples); ("done", seq) whenever all its readers have a message,
+    ("error", text) if anything fails. ("stop",) or the pipe's end cancels it at any point."""
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue = asyncio.Queue()
+    work = asyncio.current_task()
+
+    def readable() -> None:
+        try:
+            command = conn.recv()
+        except (EOFError, OSError):
+            command = ("stop",)
+        if command[0] == "stop":
+            loop.remove_reader(conn.fileno())
+            work.cancel()
+        else:
+            commands.put_nowait(command)
+
+    loop.add_reader(conn.fileno(), readable)
+    members = MemberSet(share, lambda seq: conn.send(("done", seq)))
+    try:
+        await members.connect()
+        conn.send(("connected", len(members.clients)))
+        if (await commands.get())[0] == "join":
+            await members.join()
+            conn.send(("joined",))
+        if (await commands.get())[0] == "report":
+            conn.send(("report", members.inbox.report()))
+        await asyncio.Event().wait()  # until ("stop",)
+    except asyncio.CancelledError:
+        pass
+    except Exception as error:
+        try:
+            conn.send(("error", f"{type(error).__name__}: {error}"))
+        except OSError:
+            pass
+    finally:
+        await members.close()
+
+
+class LocalReaders:
+    """``--reader-procs 1``: the members in this process's loop, next to the sender."""
+
+    def __init__(self, shares: list[Share]) -> None:
+        self.shares = shares
+        self.members: MemberSet | None = None
+
+    def start(self) -> None:
+        """Nothing to start: the members connect in :meth:`open`."""
+
+    def groups(self) -> dict[str, int]:
+        """No process of its own: this process's CPU is the bench client's already."""
+        return {}
+
+    async def open(self, deliveries: Deliveries) -> None:
+        """Connect every member; a message complete goes straight to ``deliveries``."""
+        self.members = MemberSet(self.shares[0], deliveries.completed)
+        await self.members.connect()
+
+    async def join(self) -> None:
+        """Every member joined (the passive ones then stop reading)."""
+        await self.members.join()
+
+    async def reports(self) -> list[dict]:
+        """What the members recorded."""
+        return [self.members.inbox.report()]
+
+    async def close(self) -> None:
+        """Close every member."""
+        if self.members is not None:
+            await self.members.close()
+
+    def stop(self) -> None:
+        """Nothing left to stop: :meth:`close` closed the members."""
+
+
+class ReaderProcs:
+    """One forked process per share (:func:`reader_main`), talked to over a pipe each. Start
+    them before this process's loop runs; :meth:`stop` ends them all (idempotent)."""
+
+    def __init__(self, shares: list[Share]) -> None:
+        self.shares = shares
+        self.context = multiprocessing.get_context("fork")
+        self.conns: list[Connection] = []
+        self.procs: list[multiprocessing.Process] = []
+        self.queues: list[asyncio.Queue] = []
+
+    def start(self) -> None:
+        """Fork the processes (each leads a process group of its own); their members start connecting."""
+        sys.stdout.flush()  # a forked child must not write this process's buffered output again
+        sys.stderr.flush()
+        for k, share in enumerate(self.shares):
+            parent, child = self.context.Pipe()
+            self.conns.append(parent)
+            foreign = [c.fileno() for c in self.conns]  # its own pipe's parent end too
+            process = self.context.Process(target=reader_main, args=(child, share, foreign),
+                                           name=f"bench-reader-{k + 1}", daemon=True)
+            self.procs.append(process)
+            process.start()
+            child.close()
+            try:
+                os.setpgid(process.pid, process.pid)  # also here: no window where the meter misses it
+            except OSError:
+                pass  # it has already done so (or died: the pipe will tell)
+
+    def groups(self) -> dict[str, int]:
+        """The reader processes for the CPU meter: process group ids (each leads its own)."""
+        return {f"{READER_GROUP}{k + 1}": p.pid for k, p in enumerate(self.procs)}
+
+    async def open(self, deliveries: Deliveries) -> None:
+        """Route the pipes into this loop ("done" to ``deliveries``), wait until every member is connected."""
+        loop = asyncio.get_running_loop()
+        self.queues = [asyncio.Queue() for _ in self.conns]
+        for k, conn in enumerate(self.conns):
+            loop.add_reader(conn.fileno(), self._readable, k, deliveries)
+        await self._collect("connected", SETUP_TIMEOUT)
+
+    def _readable(self, k: int, deliveries: Deliveries) -> None:
+        conn = self.conns[k]
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if message[0] == "done":
+                    deliveries.completed(message[1])
+                else:
+                    self.queues[k].put_nowait(message)
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            self.queues[k].put_nowait(("ended",))
+
+    async def _collect(self, kind: str, timeout: float) -> list[tuple]:
+        """The next message of every process, each of ``kind``; RuntimeError otherwise."""
+        deadline = time.monotonic() + timeout
+        messages = []
+        for k, queue in enumerate(self.queues):
+            try:
+                message = await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise RuntimeError(f"reader process {k + 1}: no '{kind}' within {timeout:.0f} s") from None
+            if message[0] == "error":
+                raise RuntimeError(f"reader process {k + 1}: {message[1]}")
+            if message[0] != kind:
+                self.procs[k].join(5)
+                raise RuntimeError(f"reader process {k + 1} ended (exit code {self.procs[k].exitcode})")
+            messages.append(message)
+        return messages
+
+    def _command(self, *message) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(message)
+            except OSError:
+                pass  # that process has ended (its "ended" tells), or the pipe is closed
+
+    async def join(self) -> None:
+        """Every process's members joined (the passive ones then stop reading)."""
+        self._command("join")
+        await self._collect("joined", SETUP_TIMEOUT)
+
+    async def reports(self) -> list[dict]:
+        """What every process's members recorded."""
+        self._command("report")
+        return [message[1] for message in await self._collect("report", REPORT_TIMEOUT)]
+
+    async def close(self) -> None:
+        """The members are closed by :meth:`stop`, after this process's loop."""
+
+    def stop(self) -> None:
+        """Tell every process to close its members and end; terminate, then kill, what does not."""
+        self._command("stop")
+        deadline = time.monotonic() + STOP_TIMEOUT
+        started = [p for p in self.procs if p.pid is not None]
+        for process in started:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in started:
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for conn in self.conns:
+            conn.close()
+
+
+def readers_for(args, ports: list[int]) -> LocalReaders | ReaderProcs:
+    """The members' readers that ``--reader-procs`` asks for."""
+    shares = split(args, ports)
+    return LocalReaders(shares) if args.reader_procs == 1 else ReaderProcs(shares)
+
+
+# ---------------------------------------------------------------------------- the phases
+
+
+class Deliveries:
+    """This process's view of the deliveries: an event per message seq, set when every member
+    set with readers has reported it complete; the send stamps; after the run, every set's
+    samples, merged: (gateway index, latency ns) per seq. ``expected``: the members that read,
+    ``recipients``: what a send's sync reply counts (the members and the creator)."""
+
+    def __init__(self, shares: list[Share], members: int) -> None:
+        self.expected = sum(share.readers for share in shares)
+        self.sources = sum(1 for share in shares if share.readers)
+        self.recipients = members + 1
+        self.complete: dict[int, int] = defaultdict(int)
+        self.done: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
+        self.sent: dict[int, int] = {}  # seq -> perf_counter_ns stamped into the message
+        self.samples: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        self.unexpected = 0
+        self.examples: list[str] = []
+
+    def completed(self, seq: int) -> None:
+        """One member set has all its readers' copies of message ``seq``."""
+        self.complete[seq] += 1
+        if self.complete[seq] == self.sources:
+            self.done[seq].set()
+
+    def merge(self, report: dict) -> None:
+        for seq, samples in report["samples"].items():
+            self.samples[seq] += samples
+        self.unexpected += report["unexpected"]
+        self.examples = (self.examples + report["examples"])[:3]
+
+    def last(self, seqs: range, default: int) -> int:
+        """perf_counter_ns of the last delivery of these messages (send stamp + latency)."""
+        return max((self.sent[s] + ns for s in seqs for _, ns in self.samples.get(s, ())), default=default)
+
+
+async def send(sender: Client, deliveries: Deliveries, seq: int) -> None:
+    """One message stamped with the send time; checks the sync reply."""
+    stamp = deliveries.sent[seq] = time.perf_counter_ns()
+    result = await sender.request("send", {"group_id": GROUP_ID, "message": {"seq": seq, "t": stamp}})
+    if result.get("status") != "relayed" or result.get("recipients_count") != deliveries.recipients:
+        raise RuntimeError(f"send {seq}: unexpected sync result {result} "
+                           f"(expected {deliveries.recipients} recipients)")
+
+
+async def paced(sender: Client, deliveries: Deliveries, seqs: range) -> None:
+    """One message at a time: the next after every member received this one (or the timeout)."""
+    for seq in seqs:
+        await send(sender, deliveries, seq)
+        try:
+            await asyncio.wait_for(deliveries.done[seq].wait(), DELIVERY_TIMEOUT)
+        except TimeoutError:
+            pass  # the missing deliveries count as errors
+
+
+async def flood(sender: Client, deliveries: Deliveries, seqs: range) -> int:
+    """Each message right after the previous one's sync reply; returns the last sync reply's
+    perf_counter_ns. Returns after every member has them all, or the timeout."""
+    for seq in seqs:
+        await send(sender, deliveries, seq)
+    replied = time.perf_counter_ns()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(deliveries.done[s].wait() for s in seqs)), FLOOD_TIMEOUT)
+    except TimeoutError:
+        pass
+    return replied
+
+
+@dataclass
+class Row:
+    """One measured row: its messages (seqs), and its phase (latencies, costs) once measured;
+    ``first``: perf_counter_ns before its first send; ``replied``: after its last sync reply
+    (the flood; None for paced, whose sends/s spans the whole window)."""
+
+    label: str
+    seqs: range
+    phase: Phase
+    first: int = 0
+    replied: int | None = None
+    sends_per_s: float = float("nan")
+
+
+def fill(row: Row, deliveries: Deliveries) -> None:
+    """Once the samples are merged: the row's latencies (every delivery), units (deliveries),
+    errors (missing ones), and its window (first send to last delivery)."""
+    for seq in row.seqs:
+        samples = deliveries.samples.get(seq, [])
+        row.phase.latencies += [ns for _, ns in samples]
+        row.phase.errors += max(0, deliveries.expected - len(samples))
+    row.phase.units = len(row.phase.latencies)
+    end = row.first if row.replied is None else row.replied
+    row.phase.elapsed = max(deliveries.last(row.seqs, end) - row.first, 1) / 1e9
+    sending = row.phase.elapsed if row.replied is None else max(row.replied - row.first, 1) / 1e9
+    row.sends_per_s = len(row.seqs) / sending
+
+
+def fold_readers(phase: Phase) -> None:
+    """Count the reader processes' CPU as the bench client's (and keep their part apart)."""
+    names = [name for name in phase.cpu if name.startswith(READER_GROUP)]
+    phase.cpu["bench readers"] = sum(phase.cpu.pop(name) for name in names)
+    phase.cpu["bench client"] = phase.cpu.get("bench client", 0.0) + phase.cpu["bench readers"]
+
+
+async def setup(args, stack: Stack, readers, deliveries: Deliveries, clients: list[Client]) -> Client:
+    """Connect the creator, create the group, wait for the members to connect, join them;
+    returns the sender."""
+    procs = "this process" if args.reader_procs == 1 else f"{args.reader_procs} reader processes"
+    say(f"connecting the creator and {args.members} members ({procs}) over {args.gateways} gateways ...")
+    sender = await open_client(stack.ports[0], "creator", 0, None, asyncio.Semaphore(1))
+    clients.append(sender)
+    created = await sender.request("create_group", {"group_id": GROUP_ID, "group_type": "public"})
+    if created.get("status") != "created":
+        raise RuntimeError(f"create_group answered {created}")
+    await readers.open(deliveries)
+    started = time.perf_counter()
+    await readers.join()
+    say(f"{args.members} members joined in {time.perf_counter() - started:.1f}s")
+    if deliveries.expected < args.members:
+        say(f"{args.members - deliveries.expected} members stopped reading; {deliveries.expected} read "
+            f"and are measured")
+    return sender
+
+
 async def measure(args, stack: Stack, meter: Meter, deliveries: Deliveries, sender: Client) -> list[Row]:
-    """The warm-up, then (r1) paced and (r2) flood."""
+    """The warm-up, then (r1) paced and (r2) flood (their samples are filled in later)."""
     say(f"warm-up: {args.warmup} paced messages ...")
     await paced(sender, deliveries, range(args.warmup))
     stack.check_alive()
@@ -351,40 +689,39 @@ async def measure(args, stack: Stack, meter: Meter, deliveries: Deliveries, send
              Phase("paced"))
     say(f"(r1) paced: {args.messages} messages ...")
     meter.begin(r1.phase)
-    first = time.perf_counter_ns()
+    r1.first = time.perf_counter_ns()
     await paced(sender, deliveries, r1.seqs)
-    last = max((deliveries.last[s] for s in r1.seqs if s in deliveries.last), default=first)
-    r1.phase.elapsed = (last - first) / 1e9
     meter.end(r1.phase)
-    r1.sends_per_s = len(r1.seqs) / r1.phase.elapsed
+    fold_readers(r1.phase)
     stack.check_alive()
 
     r2 = Row("(r2) flood: next send on the sync reply", range(r1.seqs.stop, r1.seqs.stop + args.flood_messages),
              Phase("flood"))
     say(f"(r2) flood: {args.flood_messages} messages, each on the previous one's sync reply ...")
     meter.begin(r2.phase)
-    first, replied, last = await flood(sender, deliveries, r2.seqs)
-    r2.phase.elapsed = (last - first) / 1e9
+    r2.first = time.perf_counter_ns()
+    r2.replied = await flood(sender, deliveries, r2.seqs)
     meter.end(r2.phase)
-    r2.sends_per_s = len(r2.seqs) / ((replied - first) / 1e9)
+    fold_readers(r2.phase)
     stack.check_alive()
-    for row in (r1, r2):
-        fill(row, deliveries)
     return [r1, r2]
 
 
-async def close_all(clients: list[Client]) -> None:
-    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-
-
-async def session(args, stack: Stack, meter: Meter, deliveries: Deliveries) -> list[Row]:
-    """Set up, measure, then close every connection (also after an error)."""
+async def session(args, stack: Stack, meter: Meter, readers) -> tuple[list[Row], Deliveries]:
+    """Set up, measure, collect every sample, then close every connection (also after an error)."""
+    deliveries = Deliveries(readers.shares, args.members)
     clients: list[Client] = []
     try:
-        sender = await setup(args, stack, deliveries, clients)
+        sender = await setup(args, stack, readers, deliveries, clients)
         stack.check_alive()
-        return await measure(args, stack, meter, deliveries, sender)
+        rows = await measure(args, stack, meter, deliveries, sender)
+        for report in await readers.reports():
+            deliveries.merge(report)
+        for row in rows:
+            fill(row, deliveries)
+        return rows, deliveries
     finally:
+        await readers.close()
         await asyncio.wait_for(close_all(clients), 30)
 
 
@@ -403,6 +740,7 @@ def verdict(value: float, limit: float) -> str:
 
 
 def print_report(args, stack: Stack, rows: list[Row], deliveries: Deliveries, limits: tuple[int, int]) -> None:
+    """The rows against the targets, then where the time goes."""
     print()
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC   machine: {platform.node()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, {platform.machine()}")
@@ -410,14 +748,14 @@ def print_report(args, stack: Stack, rows: list[Row], deliveries: Deliveries, li
           + ("  (NOT IDLE: numbers not comparable)" if args.busy_before > 0.15 else ""))
     print(f"gateways: {args.gateways} x genapi gateway --workers 1 --worker-connections {stack.worker_connections} "
           f"(gunicorn -k gevent), no worker; open files: soft {limits[0]}, hard {limits[1]}")
-    print(f"clients: the creator (the sender, on gateway 1) and {args.members} members (member i on gateway "
-          f"i mod {args.gateways}), one asyncio loop in this process (websockets {websockets_version()}); "
+    print(f"clients: the creator (the sender, on gateway 1, in this process) and {args.members} members (member i "
+          f"on gateway i mod {args.gateways}), {describe_readers(args)} (websockets {websockets_version()}); "
           f"{args.warmup} paced messages of warm-up")
     if args.readers is not None:
         print(f"DIAGNOSTIC --readers {args.readers}: only {deliveries.expected} members read and are measured "
               f"({args.readers} per gateway); the other {args.members - deliveries.expected} stopped reading once "
-              f"joined: the gateways still write each frame to all {args.members} (the kernel buffers it), this "
-              f"process does not read them; deliveries and deliveries/s count the readers' only")
+              f"joined: the gateways still write each frame to all {args.members} (the kernel buffers it), the "
+              f"bench does not read them; deliveries and deliveries/s count the readers' only")
     print()
     header = (f"{'':{LABEL}} {'members':>7} {'gateways':>8} {'messages':>8} {'deliveries':>10} {'err':>4} "
               f"{'p50 ms':>8} {'p99 ms':>8} {'deliveries/s':>12} {'sends/s':>8}")
@@ -440,6 +778,14 @@ def print_report(args, stack: Stack, rows: list[Row], deliveries: Deliveries, li
     print_breakdown(args, rows, deliveries)
     if deliveries.unexpected:
         print(f"\nunexpected frames: {deliveries.unexpected}, the first: {deliveries.examples}")
+
+
+def describe_readers(args) -> str:
+    """Where the members are read, for the report."""
+    if args.reader_procs == 1:
+        return "read in one asyncio loop in this process, next to the sender"
+    return (f"read by {args.reader_procs} reader processes, an asyncio loop each (member i in process "
+            f"(i // {args.gateways}) mod {args.reader_procs})")
 
 
 def print_breakdown(args, rows: list[Row], deliveries: Deliveries) -> None:
@@ -476,8 +822,12 @@ def print_breakdown(args, rows: list[Row], deliveries: Deliveries) -> None:
         cores = [phase.cpu.get(c, 0.0) / phase.elapsed for c in components]
         per = phase.cpu.get("bench client", 0.0) * 1e6 / max(phase.units, 1)
         print(f"  {row.label:{LABEL}} " + " ".join(f"{v:>12.2f}" for v in cores) + f" {per:>19.1f}")
-    print(f"  (of {os.cpu_count()} cores; bench client: this process, the {args.members} members' readers and the "
-          f"sender; other: the rest of the machine)")
+    readers = "   ".join(f"{row.label[:4]} {row.phase.cpu.get('bench readers', 0.0) / row.phase.elapsed:.2f}"
+                           for row in rows)
+    print(f"  (of {os.cpu_count()} cores; bench client: this process (the sender) and the {args.members} members' "
+          f"readers, {describe_readers(args)}; other: the rest of the machine)")
+    if args.reader_procs > 1:
+        print(f"  (of the bench client, the reader processes: {readers} cores)")
     print()
     print("Redis per message sent (all of Redis in the window):")
     for row in rows:
@@ -489,7 +839,7 @@ def print_breakdown(args, rows: list[Row], deliveries: Deliveries) -> None:
 
 def write_json(args, rows: list[Row]) -> None:
     """The rows for bench/bench_all.py: per row, deliveries, lost ones and latency percentiles."""
-    result = {"members": args.members, "gateways": args.gateways, "rows": {
+    result = {"members": args.members, "gateways": args.gateways, "reader_procs": args.reader_procs, "rows": {
         row.label: {"messages": len(row.seqs), "deliveries": row.phase.units, "lost": row.phase.errors,
                     "p50_ms": row.phase.percentile(50), "p99_ms": row.phase.percentile(99),
                     "deliveries_per_s": row.phase.throughput, "sends_per_s": row.sends_per_s}
@@ -507,8 +857,15 @@ def websockets_version() -> str:
 # ---------------------------------------------------------------------------- main
 
 
+EPILOG = ("Rows: (r1) paced, the next message once every member has the previous one (the targets: p99 <= "
+          f"{TARGET_P99_MS:.0f} ms must, <= {AIM_P99_MS:.0f} ms aim); (r2) flood, the next on the previous one's sync "
+          "reply. A latency is a member's recv() time minus the sender's perf_counter_ns() stamp (CLOCK_MONOTONIC, "
+          "comparable across the reader processes). The CPU table counts this process and its reader processes "
+          "as the bench client.")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EPILOG)
     parser.add_argument("--members", type=int, default=1000, help="group members, split over the gateways "
                                                                    "(default 1000)")
     parser.add_argument("--gateways", type=int, default=2, help="gateway processes (default 2)")
@@ -518,10 +875,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured paced messages first (default 20)")
     parser.add_argument("--worker-connections", type=int, default=WORKER_CONNECTIONS,
                         help=f"the gateways' --worker-connections (default {WORKER_CONNECTIONS})")
+    parser.add_argument("--reader-procs", type=int, default=READER_PROCS, metavar="N",
+                        help="processes that read the members, an asyncio loop each with its share (member i in "
+                             "process (i // gateways) mod N, so each has members on every gateway), forked from "
+                             "this one; the sender stays here. 1: the members are read in this process's own "
+                             f"loop, next to the sender, as before the option (default {READER_PROCS}: the cores of "
+                             "the machine the targets were set on)")
     parser.add_argument("--readers", type=int, default=None, metavar="N",
                         help="a diagnostic: only N members per gateway read and are measured; the others stop "
                              "reading once joined (the gateways still write to them, the kernel buffers it), "
-                             "so this process's own reading cost leaves the measurement (default: all read)")
+                             "so the bench's own reading cost leaves the measurement (default: all read)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with the process logs")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
                         help="also write the rows as JSON to PATH (read by bench/bench_all.py)")
@@ -529,6 +892,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.flood_messages = args.messages if args.flood_messages is None else args.flood_messages
     if min(args.members, args.gateways, args.messages, args.flood_messages, args.warmup) < 1:
         parser.error("--members, --gateways, --messages, --flood-messages and --warmup must be positive")
+    if not 1 <= args.reader_procs or args.reader_procs * args.gateways > args.members:
+        parser.error("--reader-procs: at least 1, and at most members / gateways (each has members on every gateway)")
     if args.readers is not None and not 1 <= args.readers <= args.members // args.gateways:
         parser.error("--readers: between 1 and the members per gateway")
     if args.worker_connections < args.members // args.gateways + 100:
@@ -542,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = raise_open_files(FDS_PER_MEMBER * args.members + 200)
     workdir = Path(tempfile.mkdtemp(prefix="genapi-bench-relay-"))
     stack = Stack(workdir, args.gateways, args.worker_connections)
-    client = None
+    client = readers = None
     failed = True
     try:
         busy = args.busy_before = machine_busy()
@@ -554,10 +919,11 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         say(f"stack up in {time.monotonic() - started:.1f}s: redis :{stack.redis_port}, gateways "
             f"{', '.join(f':{p}' for p in stack.ports)}, logs in {workdir}")
+        readers = readers_for(args, stack.ports)
+        readers.start()  # forked before this process's loop (and any thread) exists
         client = redis.Redis(port=stack.redis_port)
-        meter = Meter(client, stack.groups(), {})
-        deliveries = Deliveries(sum(reads(args, i) for i in range(args.members)), args.members)
-        rows = asyncio.run(session(args, stack, meter, deliveries))
+        meter = Meter(client, stack.groups() | readers.groups(), {})
+        rows, deliveries = asyncio.run(session(args, stack, meter, readers))
         say("done; stopping the stack after the report")
         print_report(args, stack, rows, deliveries, limits)
         if args.json is not None:
@@ -570,6 +936,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if client is not None:
             client.close()
+        if readers is not None:
+            readers.stop()
         stack.stop()
         if failed or args.keep_logs:
             print(f"process logs kept in {workdir}", file=sys.stderr)
