@@ -62,6 +62,11 @@ def metrics_stack(redis_server, tmp_path_factory):
         stack.metrics_dir = logs / "prometheus"
         stack.gateway = stack.start_gateway(worker, args=("--workers", "2"), GENAPI_RATE_LIMITS=json.dumps(limits),
                                             PROMETHEUS_MULTIPROC_DIR=str(stack.metrics_dir))
+        # start_gateway saw the worker through one process; each status request is a new
+        # connection, which either process may accept: both must have loaded the functions
+        node = stack.node_of(worker)
+        processes.wait_until(lambda: all(stack.sees_worker(stack.gateway, node) for _ in range(8)), 10,
+                             "both gateway processes see the worker")
         yield stack
     finally:
         stack.stop_all()
