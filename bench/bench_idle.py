@@ -52,7 +52,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import shutil
 import signal
 import sys
 import tempfile
@@ -564,11 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.stop()
-        if failed or args.keep_logs:
-            print(f"process logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        stack.finish(failed or args.keep_logs)
 
 
 if __name__ == "__main__":

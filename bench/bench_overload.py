@@ -495,9 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         gateway_pid = children(stack.gateway.pid)[0]
         results = load(args, stack, gateway_pid)
     finally:
-        stack.stop()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+        stack.finish(args.keep)
     print_report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

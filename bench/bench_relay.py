@@ -63,7 +63,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import shutil
 import signal
 import socket
 import sys
@@ -938,11 +937,7 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
         if readers is not None:
             readers.stop()
-        stack.stop()
-        if failed or args.keep_logs:
-            print(f"process logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        stack.finish(failed or args.keep_logs)
 
 
 if __name__ == "__main__":

@@ -755,11 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         for closable in (old_app, plain and plain.app, client, plain_client):
             if closable is not None:
                 closable.close()
-        stack.stop()
-        if failed or args.keep_logs:
-            print(f"process logs kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        stack.finish(failed or args.keep_logs)
 
 
 if __name__ == "__main__":

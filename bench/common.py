@@ -7,6 +7,7 @@ starts (in :attr:`BaseStack.started`), and stops them all by PID, newest first.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -88,3 +89,12 @@ class BaseStack:
     def stop(self) -> None:
         for _, process in reversed(self.started):
             processes.stop(process)
+
+    def finish(self, keep_logs: bool) -> None:
+        """Stop every process, then remove the work directory, or say where it is kept (a
+        failed run, ``--keep-logs``)."""
+        self.stop()
+        if keep_logs:
+            print(f"process logs kept in {self.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -399,3 +399,13 @@ def test_a_refused_connection_pauses_longer_each_time_in_a_row_and_starts_over_w
         assert 0.5 * expected <= pause <= 1.5 * expected
     backoff.admitted(conn)
     assert backoff.refused(conn) <= 1.5 * READ_PAUSE
+
+
+def test_only_an_overload_refusal_asks_the_connection_to_pause_its_reading():
+    gateway, _ = overloaded_gateway("sync", max_in_flight=1)
+    conn = Conn()
+    assert pipeline.run(gateway, conn, request("admitted")) == 0.0
+    first = pipeline.run(gateway, conn, request("refused"))
+    assert 0.5 * READ_PAUSE <= first <= 1.5 * READ_PAUSE
+    assert 1.0 * READ_PAUSE <= pipeline.run(gateway, conn, request("again")) <= 3.0 * READ_PAUSE  # doubled
+    assert pipeline.run(gateway, conn, request("unknown", request_type="nope")) == 0.0  # other refusals: none
