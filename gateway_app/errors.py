@@ -31,8 +31,6 @@ class Rejected(Exception):
         self.error = error
         self.can_retry = can_retry
         self.code = code
-        #: seconds the connection waits before its next frame is read (overload refusals)
-        self.read_pause = 0.0
 
 
 def auth_required() -> Rejected:

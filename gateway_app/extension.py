@@ -73,6 +73,8 @@ class Gateway:
         #: gateway-level hooks; add with the :meth:`before_execute` / :meth:`after_execute` decorators
         self.hooks = GatewayHooks(5000)
         self.breakers: breakers.Breakers | None = None
+        #: how long a connection refused with ``Service temporarily unavailable`` waits before its next read
+        self.backoff = overload.Backoff()
         self.gateway_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.connections: set = set()
         #: set by :meth:`drain`: new calls are refused while in-flight ones finish

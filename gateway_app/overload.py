@@ -45,7 +45,7 @@ IDLE_SAMPLES = 600
 STALE_AFTER = 1.0
 #: the longest wait between two attempts while Redis does not answer
 MAX_BACKOFF = 2.0
-#: seconds a connection's reading pauses after its first overload refusal in a row (see Backoff)
+#: seconds a connection's reading pauses after its first unavailable refusal in a row (see Backoff)
 READ_PAUSE = 0.05
 #: the longest such pause (reached after four refusals in a row)
 MAX_READ_PAUSE = 0.5
@@ -189,14 +189,15 @@ class QueueLengths:
 
 
 class Backoff:
-    """How long a connection's reading pauses after an overload refusal: READ_PAUSE, doubled
-    for each refusal in a row, at most MAX_READ_PAUSE, times a random 0.5–1.5; an admitted
-    call starts over.
+    """How long a connection's reading pauses after a ``Service temporarily unavailable``
+    refusal (an overload limit, an open breaker, no live worker): READ_PAUSE, doubled for
+    each refusal in a row, at most MAX_READ_PAUSE, times a random 0.5–1.5; a dispatched
+    call starts over. The pipeline asks it (:func:`gateway_app.pipeline.run`).
 
     The refusal itself is sent at once. The pause only leaves the connection's next frames in
     its socket for a moment, so clients that resend a refused call at once cannot fill every
     turn of the process's loop with refusals (which made ``gateway/ping`` wait hundreds of ms
-    in bench/bench_overload.py)."""
+    in bench/bench_overload.py, first with the overload limits, then with an open breaker)."""
 
     def __init__(self) -> None:
         self._streak: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
@@ -209,6 +210,7 @@ class Backoff:
         return min(MAX_READ_PAUSE, READ_PAUSE * 2 ** min(streak, 16)) * random.uniform(0.5, 1.5)
 
     def admitted(self, conn: Any) -> None:
+        """``conn``'s call was dispatched: its next refusal pauses the shortest time again."""
         if self._streak:
             self._streak.pop(conn, None)
 
@@ -223,21 +225,14 @@ class LimitOverload:
         self.max_in_flight = max_in_flight
         self.max_queue_length = max_queue_length
         self.queues = queues if max_queue_length else None
-        self.backoff = Backoff()
 
     def __call__(self, gateway: Gateway, call: Call) -> None:
         if self.max_in_flight and gateway.replies.in_flight.of(call.conn) >= self.max_in_flight:
-            raise self._refuse(call, "in_flight_limit")
+            raise errors.unavailable("in_flight_limit")
         queues = self.queues
         if queues is not None:
             level = queues.levels.get(call.choice.queue) or queues.level(call.choice.queue)
             level.touched = True
             if queues.fresh and level.sampled + level.sent >= self.max_queue_length:
-                raise self._refuse(call, "queue_full")
+                raise errors.unavailable("queue_full")
             level.sent += 1
-        self.backoff.admitted(call.conn)
-
-    def _refuse(self, call: Call, code: str) -> errors.Rejected:
-        rejection = errors.unavailable(code)
-        rejection.read_pause = self.backoff.refused(call.conn)
-        return rejection

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from workers.argtypes import ArgumentError, validate_args
 from workers.funconfig import FunConfig
 from workers.policy_config import RateLimitConfig
-from workers.protocol import INTERNAL_ERROR, UNKNOWN_REQUEST_ID, error_frame, response
+from workers.protocol import INTERNAL_ERROR, UNAVAILABLE, UNKNOWN_REQUEST_ID, error_frame, response
 from workers.signals import (
     emit,
     executor_request_exception,
@@ -256,6 +256,7 @@ def dispatch(gateway: Gateway, call: Call) -> None:
     acknowledged, and streams opened, before the task can possibly answer."""
     config, request, conn = call.config, call.request, call.conn
     mode = config.response_type
+    gateway.backoff.admitted(conn)
     pending = Pending(conn, request.request_id, mode,
                       None if config.timeout is None else time.monotonic() + config.timeout / 1000,
                       task=config.task_name, node=call.choice.node, config=config, args=call.args,
@@ -315,8 +316,8 @@ def _stopped(gateway: Gateway, call: Call, outcome: str, error: str | None, node
 
 def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> float:
     """Run one frame through the steps; every failure becomes one error frame. Returns how
-    long the connection should wait before its next frame is read (0 but after an overload
-    refusal: :class:`~gateway_app.overload.Backoff`)."""
+    long the connection should wait before its next frame is read (0 but after a
+    ``Service temporarily unavailable`` refusal: :class:`~gateway_app.overload.Backoff`)."""
     call = Call(conn, raw, started=time.monotonic())
     try:
         for step in gateway.steps:
@@ -329,7 +330,8 @@ def run(gateway: Gateway, conn: Connection, raw: str | bytes) -> float:
             span = gateway.tracing.server_span(call.config.service, call.config.request_type, call.started,
                                                _span_attributes(call))
             gateway.tracing.end(span, rejected.code, rejected.error)
-        return rejected.read_pause
+        # every "come back later" refusal paces the connection's reading (overload.Backoff)
+        return gateway.backoff.refused(conn) if rejected.error == UNAVAILABLE else 0.0
     except Answered:
         if executor_request_stop.receivers:
             _stopped(gateway, call, "ok", None)

@@ -280,7 +280,8 @@ def overloaded_gateway(response_type: str, max_in_flight: int = 0, max_queue_len
         deliveries=Deliveries(), cache=SimpleNamespace(snapshot=Snapshot({("svc", "f"): {fun.version: fun}},
                                                                           {"n1": worker})),
         dispatcher=Broker(), reply_channel="genapi:reply:test", listening=True, draining=False,
-        detail_error=False, hooks=GatewayHooks(5000), breakers=None, tracing=None, cancel_remote=lambda p: None)
+        detail_error=False, hooks=GatewayHooks(5000), breakers=None, tracing=None, cancel_remote=lambda p: None,
+        backoff=Backoff())
     gateway.replies = Replies(gateway)
     return gateway, queues
 
@@ -401,7 +402,7 @@ def test_a_refused_connection_pauses_longer_each_time_in_a_row_and_starts_over_w
     assert backoff.refused(conn) <= 1.5 * READ_PAUSE
 
 
-def test_only_an_overload_refusal_asks_the_connection_to_pause_its_reading():
+def test_only_an_unavailable_refusal_asks_the_connection_to_pause_its_reading():
     gateway, _ = overloaded_gateway("sync", max_in_flight=1)
     conn = Conn()
     assert pipeline.run(gateway, conn, request("admitted")) == 0.0
@@ -409,3 +410,19 @@ def test_only_an_overload_refusal_asks_the_connection_to_pause_its_reading():
     assert 0.5 * READ_PAUSE <= first <= 1.5 * READ_PAUSE
     assert 1.0 * READ_PAUSE <= pipeline.run(gateway, conn, request("again")) <= 3.0 * READ_PAUSE  # doubled
     assert pipeline.run(gateway, conn, request("unknown", request_type="nope")) == 0.0  # other refusals: none
+
+
+def test_no_live_worker_refusals_pause_reading_too_and_a_dispatched_call_starts_over():
+    gateway, _ = overloaded_gateway("sync")
+    workers = gateway.cache.snapshot.nodes
+    gateway.cache.snapshot = Snapshot(gateway.cache.snapshot.functions, {})  # the only worker is gone
+    conn = Conn()
+    pauses = [pipeline.run(gateway, conn, request(f"r{i}")) for i in range(3)]
+    assert [frame["error"] for frame in conn.frames] == ["Service temporarily unavailable"] * 3
+    for n, pause in enumerate(pauses):
+        assert 0.5 * READ_PAUSE * 2 ** n <= pause <= 1.5 * READ_PAUSE * 2 ** n
+    gateway.cache.snapshot = Snapshot(gateway.cache.snapshot.functions, workers)  # back
+    assert pipeline.run(gateway, conn, request("dispatched")) == 0.0
+    assert len(gateway.dispatcher.sent) == 1
+    gateway.cache.snapshot = Snapshot(gateway.cache.snapshot.functions, {})
+    assert pipeline.run(gateway, conn, request("refused again")) <= 1.5 * READ_PAUSE  # the streak started over

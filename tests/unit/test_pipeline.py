@@ -12,6 +12,7 @@ from gateway_app.auth import Identity
 from gateway_app.cache import Snapshot
 from gateway_app.deliveries import Deliveries, Handle
 from gateway_app.hooks import GatewayHooks
+from gateway_app.overload import Backoff
 from gateway_app.replies import Replies
 from gateway_app.selection import NodeSelector
 from workers.funconfig import load_funconfig
@@ -67,7 +68,7 @@ def make_gateway(configs, nodes=None, dispatcher=None, listening=True):
         cache=SimpleNamespace(snapshot=Snapshot(functions, nodes)),
         dispatcher=dispatcher or RecordingDispatcher(), reply_channel="genapi:reply:test",
         listening=listening, draining=False, detail_error=False, hooks=GatewayHooks(5000), breakers=None,
-        tracing=None)
+        tracing=None, backoff=Backoff())
     gateway.replies = Replies(gateway)
     return gateway
 
