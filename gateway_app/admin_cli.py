@@ -151,6 +151,17 @@ def cmd_detail_error(admin: Admin, args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (``--wait``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600 seconds, got {text}")
+    return value
+
+
 def cmd_pull(admin: Admin, args: argparse.Namespace, settings: Settings) -> int:
     before = pull_status(admin.client, admin.keys)["rounds"]
     services = [args.service] if args.service else None
@@ -158,7 +169,7 @@ def cmd_pull(admin: Admin, args: argparse.Namespace, settings: Settings) -> int:
     if args.no_wait:
         print("pull requested")
         return 0
-    wait = settings.pull_timeout + 10
+    wait = settings.pull_timeout + 10 if args.wait is None else args.wait
     deadline = time.monotonic() + wait
     while (status := pull_status(admin.client, admin.keys))["rounds"] == before:
         if time.monotonic() > deadline:
@@ -221,6 +232,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pull = _with_json(verbs.add_parser("pull", help="pull configs now (every configured service, or SERVICE)"))
     pull.add_argument("service", nargs="?", default=None)
     pull.add_argument("--no-wait", action="store_true", help="ask for the pull and return at once")
+    pull.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
+                      help="how long to wait for a gateway to run the round (default: GENAPI_PULL_TIMEOUT + 10 s)")
     pull.set_defaults(admin_func=cmd_pull, needs_settings=True)
 
     verify = _with_json(verbs.add_parser("verify", help="does the registry hold this config_version of SERVICE?"))

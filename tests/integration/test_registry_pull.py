@@ -62,5 +62,9 @@ def test_pull_of_a_service_without_live_workers_fails_and_backs_off(fresh_stack)
 def test_a_forced_pull_without_any_gateway_says_so(fresh_stack):
     done = fresh_stack.cli("admin", "pull", "--no-wait")
     assert done.returncode == 0 and done.stdout.strip() == "pull requested"
-    done = fresh_stack.cli("admin", "pull", GENAPI_PULL_TIMEOUT="0.5")
-    assert done.returncode == 1 and "no gateway ran the pull" in done.stderr
+    started = time.monotonic()
+    done = fresh_stack.cli("admin", "pull", "--wait", "1")
+    assert done.returncode == 1 and "no gateway ran the pull within 1s" in done.stderr
+    assert time.monotonic() - started < 8  # it waited --wait, not GENAPI_PULL_TIMEOUT + 10 s
+    done = fresh_stack.cli("admin", "pull", "--wait", "0")
+    assert done.returncode == 2 and "must be more than 0" in done.stderr
