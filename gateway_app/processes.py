@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -109,17 +109,28 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 def stop(process: subprocess.Popen, grace: float = 10.0) -> int | None:
     """SIGTERM the process (a warm shutdown for Celery and gunicorn), wait up to ``grace``
     seconds, then SIGKILL it; finally SIGKILL anything left in its process group."""
-    if process.poll() is None:
+    stop_together([process], grace)
+    return process.returncode
+
+
+def stop_together(group: Iterable[subprocess.Popen], grace: float = 10.0) -> None:
+    """:func:`stop` several processes at once: SIGTERM to each, one ``grace`` period for all
+    of them, then SIGKILL whatever is left, and each one's process group."""
+    group = list(group)
+    for process in group:
+        if process.poll() is None:
+            try:
+                process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    for process in group:
         try:
-            process.send_signal(signal.SIGTERM)
-            process.wait(grace)
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             _signal_group(process, signal.SIGKILL)
             process.wait(5)
-        except ProcessLookupError:
-            pass
-    _signal_group(process, signal.SIGKILL)  # children the process failed to reap
-    return process.returncode
+        _signal_group(process, signal.SIGKILL)  # children the process failed to reap
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

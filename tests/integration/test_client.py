@@ -272,7 +272,8 @@ def test_reconnects_after_the_gateway_dies(fresh_stack):
     wait_until(lambda: fresh_stack.sees_worker(gateway, node), 10, "gateway sees the worker")
     with Client(f"ws://127.0.0.1:{port}/ws", token=token(), timeout=30, max_backoff=0.5) as client:
         assert client.call("modes", "async_double", {"n": 1}) == 2
-        in_flight = client.call_async("modes", "async_wait", {"mark": mark(), "ms": 20000})
+        # long enough to be in flight when the gateway dies; short, so it is over before the teardown
+        in_flight = client.call_async("modes", "async_wait", {"mark": mark(), "ms": 3000})
         wait_until(lambda: gateway.status()["pending"] == 1, 10, "the call reached the gateway")
         kill(gateway)
         with pytest.raises(ConnectionLost) as caught:

@@ -58,7 +58,9 @@ def http_get(url: str) -> tuple[int, dict, bytes]:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def browser(tmp_path_factory, try_stack):
+    """Headless Chromium. It needs ``try_stack`` only to be stopped before it: a browser's
+    open keep-alive connections would hold the gateway's shutdown for its grace period."""
     binary = chromium_binary()
     if binary is None:
         pytest.fail(CHROMIUM_MISSING)
@@ -597,7 +599,7 @@ def test_the_js_client_reconnects_and_rejoins_its_groups(page, try_stack):
 
     # a gateway that dies without a word: the call in flight fails with ConnectionLost
     name = mark()
-    page.evaluate(f"""window.inflight = window.rc.call('modes', 'async_wait', {{mark: {js(name)}, ms: 20000}})
+    page.evaluate(f"""window.inflight = window.rc.call('modes', 'async_wait', {{mark: {js(name)}, ms: 3000}})
                       .then(() => 'answered', (e) => [e.name, e.error, e.canRetry]); null""")
     wait_until(lambda: try_stack.redis.get(f"{name}:started") is not None, 10, "the call running on the worker")
     os.killpg(gateway.process.pid, signal.SIGKILL)
