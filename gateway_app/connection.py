@@ -353,7 +353,7 @@ def serve(gateway: Gateway, ws: Any, identity: Identity | None, public: bool, ad
             requests += 1
             try:
                 pause = pipeline.run(gateway, conn, raw)
-                if pause:  # refused for overload: its next frames wait in the socket a moment
+                if pause:  # refused "come back later": its next frames wait in the socket a moment
                     time.sleep(pause)
             except Exception:
                 log.exception("unexpected error handling a frame")

@@ -16,6 +16,9 @@ included):
   burst inside one interval is bounded too. Redis brokers only.
 
 On the call path each limit costs a dict lookup and a comparison. ``0`` switches a limit off.
+
+:class:`Backoff` paces a connection after any ``Service temporarily unavailable`` refusal
+(these limits, an open breaker, no live worker): its next frame is read a little later.
 """
 
 from __future__ import annotations

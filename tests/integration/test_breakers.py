@@ -165,6 +165,29 @@ def test_exceptions_and_timeouts_are_failures_that_trip_the_breaker(healthy, req
         assert call(a, OK)["result"] == "ok"
 
 
+def test_an_open_breaker_paces_a_connection_that_keeps_calling_while_others_are_answered_at_once(healthy):
+    stack = healthy
+    first, _ = stack.gateways
+    set_mode(stack, "fail")
+    with first.connect() as a, first.connect() as other:
+        for _ in range(3):
+            assert call(a, TOGGLE)["error"] == "Internal Server Error"
+        assert service_state(stack)[0] == "open"
+        dispatched = runs(stack, "ok")
+        started, count = time.monotonic(), 5
+        for i in range(count):  # a client that resends at once, without waiting for answers
+            a.send(json.dumps(rq("ok", request_id=i)))
+        pong = call(other, request("ping", request_id="p", service="gateway"))
+        assert pong["result"] == "pong" and time.monotonic() - started < 0.3  # another connection: at once
+        frames = [json.loads(a.recv(timeout=10)) for _ in range(count)]
+        spread = time.monotonic() - started
+        assert [f["request_id"] for f in frames] == list(range(count))  # each answered once, in order
+        assert all(f["error"] == UNAVAILABLE and f["can_retry"] is True for f in frames), frames
+        # after the 1st..4th refusal in a row the next frame is read 50, 100, 200, 400 ms later (x 0.5-1.5)
+        assert spread >= 0.35, f"refusals came back within {spread:.2f}s"
+        assert runs(stack, "ok") == dispatched  # none was dispatched
+
+
 def test_deliberate_errors_never_trip_the_breaker(healthy):
     stack = healthy
     first, second = stack.gateways
